@@ -1,0 +1,1 @@
+"""LangGraph agents, one subpackage each; ``agents.catalog`` is the public index."""

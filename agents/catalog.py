@@ -1,0 +1,13 @@
+"""The public index of agents: what the API lists and the worker builds graphs for."""
+
+from __future__ import annotations
+
+from agents.spec import AgentSpec
+from agents.support_drafting import SPEC as SUPPORT_DRAFTING
+
+AGENTS: dict[str, AgentSpec] = {s.name: s for s in (SUPPORT_DRAFTING,)}
+
+
+def get_agent(name: str) -> AgentSpec | None:
+    """The agent of that name, if there is one."""
+    return AGENTS.get(name)

@@ -1,0 +1,279 @@
+"""The loop every agent runs: model → policy → gate → tools → model, as a LangGraph ``StateGraph``.
+
+The model, policy and tools nodes run as Temporal activities (through the ``temporalio-langgraph`` plugin);
+the gate runs in the workflow and interrupts when a person must decide. The policy verdict is computed in an
+activity, so it is recorded in workflow history and a replay never re-decides with a newer policy.
+The gate has its own node before the tools node because LangGraph re-runs a whole node on resume.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal, Protocol, TypedDict
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.runnables import RunnableConfig
+from langchain_core.messages import AIMessage, AnyMessage, SystemMessage, ToolMessage, convert_to_messages
+from langgraph.graph import END, START, StateGraph
+from langgraph.graph.message import add_messages
+from langgraph.runtime import Runtime
+from langgraph.types import interrupt
+from pydantic import ValidationError
+from temporalio.common import RetryPolicy
+
+from agents.spec import AgentSpec
+from approvals.policy import PolicyStore, Verdict
+from tools.business import BusinessStore, canonical_hash
+from tools.registry import ToolContext, load_all
+
+log = logging.getLogger("countersign.agents")
+
+
+class RunContext(TypedDict):
+    """Who and what the run is for; reaches every node through LangGraph's runtime context."""
+
+    run_id: str
+    tenant_id: str
+    caller: str
+    agent: str
+
+
+def add_usage(left: dict[str, int] | None, right: dict[str, int] | None) -> dict[str, int]:
+    """Reducer summing token counts and model calls across model turns."""
+    out = dict(left or {})
+    for k, v in (right or {}).items():
+        out[k] = out.get(k, 0) + int(v)
+    return out
+
+
+class AgentState(TypedDict, total=False):
+    """The graph state. ``verdicts`` and ``decisions`` are per model turn, keyed by tool call id."""
+
+    messages: Annotated[list[AnyMessage], add_messages]
+    verdicts: dict[str, dict[str, Any]]
+    decisions: dict[str, dict[str, Any]]
+    output: dict[str, Any] | None
+    usage: Annotated[dict[str, int], add_usage]
+
+
+class EventSink(Protocol):
+    """Where nodes report what happened (the audit ledger); ``event_id`` makes a retried report a no-op."""
+
+    async def __call__(self, *, event_id: str, type: str, ctx: RunContext, data: dict[str, Any]) -> None: ...
+
+
+@dataclass
+class AgentServices:
+    """The worker-process resources the activity nodes use; built once in the worker's main."""
+
+    store: BusinessStore
+    policy: PolicyStore
+    model_for: Callable[[AgentSpec], BaseChatModel]
+    events: EventSink
+    model_timeout: timedelta = timedelta(seconds=60)
+    model_attempts: int = 3
+    tool_timeout: timedelta = timedelta(seconds=30)
+    fault_point: str = ""
+    fault_marker: str = ""
+
+    async def fault(self, point: str) -> None:
+        """Test-only: at the configured point, announce it through the marker file and hang until killed."""
+        if self.fault_point != point or not self.fault_marker:
+            return
+        Path(self.fault_marker).write_text(str(os.getpid()))
+        await _forever()
+
+
+async def _forever() -> None:
+    import asyncio
+
+    await asyncio.Event().wait()
+
+
+def _last_ai(messages: list[AnyMessage]) -> AIMessage | None:
+    for m in reversed(messages):
+        if isinstance(m, AIMessage):
+            return m
+    return None
+
+
+_SERVICES: dict[str, tuple[AgentServices, AgentSpec]] = {}
+_META_KEY = "countersign_graph"
+
+
+def _bound(config: RunnableConfig) -> tuple[AgentServices, AgentSpec]:
+    """The services and spec this graph was built with (the plugin needs module-level node functions, so
+    the binding travels as node metadata rather than as a closure)."""
+    return _SERVICES[str((config.get("metadata") or {})[_META_KEY])]
+
+
+async def call_model(state: AgentState, runtime: Runtime[RunContext], config: RunnableConfig) -> dict[str, Any]:
+    """Ask the model for its next message; a message with no tool calls finishes the run."""
+    services, spec = _bound(config)
+    messages = convert_to_messages(state.get("messages", []))
+    model = services.model_for(spec).bind_tools([t.schema() for t in spec.tools().values()])
+    steps = sum(1 for m in messages if isinstance(m, AIMessage))
+    if steps >= spec.max_steps:
+        ai = AIMessage(content=f"Stopped: the agent reached its limit of {spec.max_steps} model turns.")
+    else:
+        ai = await model.ainvoke([SystemMessage(spec.prompt), *messages])
+    meta = ai.usage_metadata or {}
+    usage = {"input_tokens": int(meta.get("input_tokens", 0)), "output_tokens": int(meta.get("output_tokens", 0)),
+             "model_calls": 1}
+    update: dict[str, Any] = {"messages": [ai], "usage": usage}
+    if not ai.tool_calls:
+        update["output"] = spec.finish([*messages, ai])
+    return update
+
+
+async def evaluate_policy(state: AgentState, runtime: Runtime[RunContext], config: RunnableConfig) -> dict[str, Any]:
+    """A verdict for every proposed tool call: out of scope or invalid → deny, else what the policy says."""
+    services, spec = _bound(config)
+    granted, all_tools = spec.tools(), load_all()
+    ctx = runtime.context
+    ai = _last_ai(convert_to_messages(state.get("messages", [])))
+    services.policy.maybe_reload()
+    policy = services.policy.current
+    verdicts: dict[str, dict[str, Any]] = {}
+    for call in ai.tool_calls if ai else []:
+        call_id = str(call["id"])
+        tool = granted.get(call["name"])
+        if tool is None:
+            reason = (
+                f"tool {call['name']!r} is not granted to agent {spec.name!r}"
+                if call["name"] in all_tools
+                else f"no tool named {call['name']!r} exists"
+            )
+            verdict = Verdict(outcome="deny", rule="scope", policy_version=policy.version, reason=reason)
+        else:
+            try:
+                tool.args_model.model_validate(call["args"])
+            except ValidationError as e:
+                reason = f"invalid arguments: {e.errors(include_url=False, include_input=False)}"
+                verdict = Verdict(outcome="deny", rule="schema", policy_version=policy.version, reason=reason)
+            else:
+                verdict = policy.evaluate(tool=tool.name, kind=tool.kind, args=dict(call["args"]), agent=spec.name,
+                                          tenant=ctx["tenant_id"], caller=ctx["caller"])
+        verdicts[call_id] = verdict.to_dict()
+        data = {
+            "tool": call["name"], "tool_call_id": call_id, "arguments_hash": canonical_hash(call["args"]),
+            "verdict": verdict.outcome, "rule": verdict.rule, "policy_version": verdict.policy_version,
+        }
+        await services.events(event_id=f"{ctx['run_id']}:{call_id}:proposed", type="tool.proposed", ctx=ctx,
+                              data=data)
+        if verdict.outcome == "deny":
+            await services.events(event_id=f"{ctx['run_id']}:{call_id}:blocked", type="tool.blocked", ctx=ctx,
+                                  data={**data, "reason": verdict.reason})
+    return {"verdicts": verdicts, "decisions": {}}
+
+
+async def gate(state: AgentState) -> dict[str, Any]:
+    """Runs in the workflow: interrupt once for every call of this turn that needs a person's decision."""
+    ai = _last_ai(convert_to_messages(state.get("messages", [])))
+    verdicts = state.get("verdicts", {})
+    pending = [
+        {"tool_call_id": str(c["id"]), "tool": c["name"], "arguments": c["args"],
+         "verdict": verdicts[str(c["id"])], "reason": str(ai.content) if ai else ""}
+        for c in (ai.tool_calls if ai else [])
+        if verdicts.get(str(c["id"]), {}).get("outcome") == "require_approval"
+    ]
+    if not pending:
+        return {"decisions": {}}
+    decisions = interrupt({"requests": pending})
+    return {"decisions": decisions}
+
+
+async def run_tools(state: AgentState, runtime: Runtime[RunContext], config: RunnableConfig) -> dict[str, Any]:
+    """Run allowed and approved calls (exactly the approved arguments); explain every call that did not run."""
+    services, spec = _bound(config)
+    granted = spec.tools()
+    ctx = runtime.context
+    ai = _last_ai(convert_to_messages(state.get("messages", [])))
+    verdicts = state.get("verdicts", {})
+    decisions = state.get("decisions", {})
+    out: list[ToolMessage] = []
+    for call in ai.tool_calls if ai else []:
+        call_id = str(call["id"])
+        content, status, key, args = _resolve(verdicts.get(call_id, {}), decisions.get(call_id), ctx, call_id,
+                                              call["args"])
+        if key is not None:
+            tool = granted[call["name"]]
+            await services.fault("before_tool")
+            try:
+                result = await tool.run(args, ToolContext(
+                    tenant_id=ctx["tenant_id"], caller=ctx["caller"], run_id=ctx["run_id"], agent=spec.name,
+                    idempotency_key=key, store=services.store,
+                ))
+            except ValueError as e:  # pydantic's ValidationError included: the model gets the reason back
+                result, status = {"error": str(e)}, "error"
+            await services.events(
+                event_id=f"{key}:executed", type="tool.executed", ctx=ctx,
+                data={"tool": tool.name, "tool_call_id": call_id, "idempotency_key": key,
+                      "arguments_hash": canonical_hash(args), "result_hash": canonical_hash(result)},
+            )
+            await services.fault("after_effect")
+            content = json.dumps(result, default=str)
+        out.append(ToolMessage(content=content, tool_call_id=call_id, name=call["name"], status=status))
+    return {"messages": out}
+
+
+async def after_model(state: AgentState) -> Literal["policy", "__end__"]:
+    """Route: tool calls go to the policy, a plain answer ends the run (async: the workflow loop needs it)."""
+    ai = _last_ai(convert_to_messages(state.get("messages", [])))
+    return "policy" if ai is not None and ai.tool_calls else END
+
+
+def build_graph(spec: AgentSpec, services: AgentServices) -> StateGraph[Any, Any, Any, Any]:
+    """The agent's graph, its activity nodes bound to this worker's services."""
+    sid = f"{spec.name}:{uuid.uuid4().hex}"
+    _SERVICES[sid] = (services, spec)
+    bind = {_META_KEY: sid}
+    retry = RetryPolicy(maximum_attempts=services.model_attempts)
+    g: StateGraph[Any, Any, Any, Any] = StateGraph(AgentState, context_schema=RunContext)
+    g.add_node("model", call_model, metadata={
+        **bind, "execute_in": "activity", "start_to_close_timeout": services.model_timeout, "retry_policy": retry,
+        "summary": f"{spec.name}: model"})
+    g.add_node("policy", evaluate_policy, metadata={
+        **bind, "execute_in": "activity", "start_to_close_timeout": timedelta(seconds=30),
+        "summary": "policy verdicts"})
+    g.add_node("gate", gate, metadata={"execute_in": "workflow"})
+    g.add_node("tools", run_tools, metadata={
+        **bind, "execute_in": "activity", "start_to_close_timeout": services.tool_timeout, "summary": "run tools"})
+    g.add_edge(START, "model")
+    g.add_conditional_edges("model", after_model, ["policy", END])
+    g.add_edge("policy", "gate")
+    g.add_edge("gate", "tools")
+    g.add_edge("tools", "model")
+    return g
+
+
+def _resolve(
+    verdict: dict[str, Any], decision: dict[str, Any] | None, ctx: RunContext, call_id: str, args: dict[str, Any]
+) -> tuple[str, Literal["success", "error"], str | None, dict[str, Any]]:
+    """What the tools node does with one call: (message if not run, status, idempotency key if run, args)."""
+    outcome = verdict.get("outcome")
+    if outcome == "allow":
+        return "", "success", f"{ctx['run_id']}:{call_id}", args
+    if outcome == "deny":
+        return f"Blocked by policy ({verdict.get('rule')}): {verdict.get('reason')}", "error", None, args
+    if decision is None:
+        return "Not run: no decision was recorded for this call.", "error", None, args
+    status = decision.get("status")
+    if status == "approved":
+        return "", "success", str(decision["request_id"]), dict(decision["arguments"])
+    if status == "rejected":
+        return f"Rejected by a person: {decision.get('message')}. The action was not taken.", "error", None, args
+    if status == "expired":
+        return ("The approval request expired with no decision; the action was not taken.", "error", None, args)
+    if status == "responded":
+        return f"A person answered instead of running the tool: {decision.get('message')}", "error", None, args
+    return f"Not run: the approval request was {status}.", "error", None, args
+
+

@@ -1,0 +1,48 @@
+"""What an agent declares: its input, prompt, granted scopes, playbook and how it shapes its output."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from langchain_core.messages import AIMessage, BaseMessage
+from pydantic import BaseModel
+
+from tools.registry import BusinessTool, load_all
+
+Finish = Callable[[Sequence[BaseMessage]], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class AgentSpec:
+    """An agent's contract. ``scopes`` are all it may touch: the model is offered only those tools."""
+
+    name: str
+    description: str
+    input_model: type[BaseModel]
+    example_input: dict[str, Any]
+    prompt: str
+    scopes: frozenset[str]
+    playbook: Callable[[Sequence[BaseMessage]], AIMessage]
+    finish: Finish
+    max_steps: int = 12
+    tags: tuple[str, ...] = field(default=())
+
+    def tools(self) -> dict[str, BusinessTool]:
+        """The registered tools whose scope this agent was granted."""
+        return {name: t for name, t in load_all().items() if t.scope in self.scopes}
+
+    def describe(self) -> dict[str, Any]:
+        """The public description served by ``GET /v1/agents``."""
+        return {
+            "name": self.name,
+            "description": self.description,
+            "input_schema": self.input_model.model_json_schema(),
+            "example_input": self.example_input,
+            "scopes": sorted(self.scopes),
+            "tools": [
+                {"name": t.name, "scope": t.scope, "kind": t.kind, "description": t.description}
+                for t in sorted(self.tools().values(), key=lambda t: t.name)
+            ],
+        }

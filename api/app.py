@@ -1,0 +1,119 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from temporalio.client import Client
+
+from api import errors
+from api.routes import approvals, meta, runs
+from api.schemas import Problem
+from approvals.policy import PolicyStore
+from countersign.db import make_engine, session_factory
+from countersign.settings import Settings
+from workers.client import connect
+
+log = logging.getLogger("countersign.api")
+
+
+class BodyLimit:
+    """Refuse request bodies over ``limit`` bytes with 413, whether or not Content-Length is sent."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope.get("headers", [])).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.limit:
+            await self._refuse(scope, receive, send)
+            return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, limited, send)
+        except _TooLarge:
+            await self._refuse(scope, receive, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = errors.problem(413, "payload_too_large", "Request body too large",
+                                  f"the body exceeds {self.limit} bytes")
+        await response(scope, receive, send)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    sessions: async_sessionmaker[AsyncSession] | None = None,
+    temporal: Client | None = None,
+) -> FastAPI:
+    """The API. Resources passed in (tests) are used as they are; otherwise the lifespan builds them."""
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = None
+        app.state.settings = settings
+        app.state.policy = PolicyStore(settings.policy_path, settings.known_roles())
+        if sessions is None:
+            engine = make_engine(settings.resolved_database_url())
+            app.state.sessions = session_factory(engine)
+        else:
+            app.state.sessions = sessions
+        app.state.temporal = temporal
+        if temporal is None:
+            try:
+                app.state.temporal = await connect(settings)
+            except Exception as e:  # readyz reports it; runs fail with 503 until Temporal is back
+                log.warning("Temporal not reachable at start-up: %s", e)
+        yield
+        if engine is not None:
+            await engine.dispose()
+
+    app = FastAPI(
+        title="Countersign",
+        version="0.1.0",
+        summary="Durable AI agents that ask before they act.",
+        lifespan=lifespan,
+    )
+    errors.install(app)
+    app.include_router(runs.router)
+    app.include_router(approvals.router)
+    app.include_router(meta.router)
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+
+    original = app.openapi
+
+    def openapi() -> dict[str, object]:
+        schema = original()
+        schema.setdefault("components", {}).setdefault("schemas", {})["Problem"] = Problem.model_json_schema()
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """Entry point for ``uvicorn --factory api.app:app_from_env``."""
+    return create_app(Settings())

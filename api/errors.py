@@ -1,0 +1,111 @@
+"""Errors that carry their HTTP meaning, rendered as ``application/problem+json`` (RFC 9457)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+PROBLEM = "application/problem+json"
+TYPE_BASE = "https://countersign.dev/problems/"
+
+
+class CountersignError(Exception):
+    """Base of every refusal the API reports; ``code`` is the stable problem type."""
+
+    status = 400
+    code = "bad_request"
+    title = "Bad request"
+
+    def __init__(self, detail: str, **extra: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.extra = extra
+
+
+class Unauthorized(CountersignError):
+    status, code, title = 401, "unauthorized", "Missing or invalid credentials"
+
+
+class Forbidden(CountersignError):
+    status, code, title = 403, "forbidden", "Not allowed"
+
+
+class NotFound(CountersignError):
+    status, code, title = 404, "not_found", "Not found"
+
+
+class Conflict(CountersignError):
+    status, code, title = 409, "conflict", "Conflict"
+
+
+class IdempotencyConflict(Conflict):
+    code, title = "idempotency_conflict", "Idempotency-Key reused with a different request"
+
+
+class AlreadyDecided(Conflict):
+    code, title = "already_decided", "The approval request is no longer pending"
+
+
+class StaleArguments(Conflict):
+    code, title = "stale_arguments", "The arguments changed since they were shown"
+
+
+class PayloadTooLarge(CountersignError):
+    status, code, title = 413, "payload_too_large", "Request body too large"
+
+
+class Invalid(CountersignError):
+    status, code, title = 422, "invalid", "Invalid request"
+
+
+class Unavailable(CountersignError):
+    status, code, title = 503, "unavailable", "A dependency is unavailable"
+
+
+def problem(status: int, code: str, title: str, detail: str, **extra: Any) -> JSONResponse:
+    """A problem+json response."""
+    body = {"type": TYPE_BASE + code, "title": title, "status": status, "detail": detail, **extra}
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
+
+
+def _field(loc: tuple[Any, ...] | list[Any]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    return ".".join(parts) or "body"
+
+
+def install(app: FastAPI) -> None:
+    """Render every error the app can raise as problem+json."""
+
+    @app.exception_handler(CountersignError)
+    async def _ours(request: Request, exc: CountersignError) -> JSONResponse:
+        return problem(exc.status, exc.code, exc.title, exc.detail, **exc.extra)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [{"field": _field(e.get("loc", ())), "message": e.get("msg", "")} for e in exc.errors()]
+        detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+        return problem(422, "invalid", "Invalid request", detail, errors=errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        codes = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large", 401: "unauthorized"}
+        return problem(exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail), str(exc.detail))
+
+
+PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"description": desc, "content": {PROBLEM: {"schema": {"$ref": "#/components/schemas/Problem"}}}}
+    for code, desc in {
+        401: "Missing, unknown, revoked or expired credentials",
+        403: "The principal may not do this",
+        404: "Not found (or not in the principal's tenant)",
+        409: "Conflicts with the current state",
+        413: "Request body too large",
+        422: "Invalid request; names the field",
+        429: "Too many requests",
+    }.items()
+}

@@ -1,0 +1,1 @@
+"""Routers: parse, authorise, delegate."""

@@ -1,0 +1,136 @@
+"""Wire shapes of the API."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+T = TypeVar("T")
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem document."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    errors: list[dict[str, Any]] | None = None
+
+
+class RunCreate(BaseModel):
+    """Start a run of ``agent`` on ``input`` (validated against the agent's input schema)."""
+
+    model_config = ConfigDict(extra="forbid")
+    agent: str = Field(min_length=1, max_length=100)
+    input: dict[str, Any] = Field(default_factory=dict)
+
+
+class UsageRead(BaseModel):
+    input_tokens: int
+    output_tokens: int
+    model_calls: int
+    cost_usd: float
+
+
+class RunRead(BaseModel):
+    id: str
+    agent: str
+    status: Literal["running", "awaiting_approval", "completed", "failed", "cancelled"]
+    input: dict[str, Any]
+    output: dict[str, Any] | None
+    error: dict[str, Any] | None
+    usage: UsageRead
+    trace_id: str | None
+    requested_by: str
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+class Page(BaseModel, Generic[T]):
+    """A page of results; pass ``next_cursor`` as ``cursor`` for the next page (null at the end)."""
+
+    items: list[T]
+    next_cursor: str | None
+
+
+class DecisionRead(BaseModel):
+    id: str
+    principal_id: str
+    action: str
+    arguments: dict[str, Any] | None
+    reason: str | None
+    message: str | None
+    result_status: str
+    created_at: dt.datetime
+
+
+class ApprovalRead(BaseModel):
+    id: str
+    run_id: str
+    agent: str
+    tool: str
+    tool_call_id: str
+    arguments: dict[str, Any]
+    arguments_hash: str
+    reason: str | None
+    rule: str
+    policy_version: str
+    required_roles: list[str]
+    quorum: int
+    status: Literal["pending", "approved", "rejected", "expired", "responded", "cancelled"]
+    escalated: bool
+    decisions: list[DecisionRead]
+    created_at: dt.datetime
+    expires_at: dt.datetime | None
+    decided_at: dt.datetime | None
+
+
+class DecisionCreate(BaseModel):
+    """A decision on a pending request. ``arguments_hash`` is the hash of the arguments you were shown."""
+
+    model_config = ConfigDict(extra="forbid")
+    action: Literal["approve", "edit", "reject", "respond"]
+    arguments_hash: str = Field(min_length=1, max_length=128)
+    arguments: dict[str, Any] | None = None
+    reason: str | None = Field(default=None, max_length=2000)
+    message: str | None = Field(default=None, max_length=4000)
+
+    @model_validator(mode="after")
+    def _fields_for_action(self) -> DecisionCreate:
+        if self.action == "edit" and self.arguments is None:
+            raise ValueError("arguments: required when action is edit")
+        if self.action != "edit" and self.arguments is not None:
+            raise ValueError("arguments: only allowed when action is edit")
+        if self.action == "reject" and not (self.reason and self.reason.strip()):
+            raise ValueError("reason: required when action is reject")
+        if self.action == "respond" and not (self.message and self.message.strip()):
+            raise ValueError("message: required when action is respond")
+        return self
+
+
+class DecisionResult(BaseModel):
+    decision_id: str
+    request_id: str
+    action: str
+    request_status: str
+    approvals: int
+    quorum: int
+
+
+class AgentTool(BaseModel):
+    name: str
+    scope: str
+    kind: str
+    description: str
+
+
+class AgentRead(BaseModel):
+    name: str
+    description: str
+    input_schema: dict[str, Any]
+    example_input: dict[str, Any]
+    scopes: list[str]
+    tools: list[AgentTool]

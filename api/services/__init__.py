@@ -1,0 +1,1 @@
+"""State transitions behind the routes; services never commit (the request's session does)."""

@@ -1,0 +1,146 @@
+"""Reading approval requests and delivering decisions to the waiting workflow."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError
+
+from api.auth import Principal
+from api.errors import AlreadyDecided, CountersignError, Forbidden, Invalid, NotFound, StaleArguments
+from api.schemas import ApprovalRead, DecisionCreate, DecisionRead, DecisionResult, Page
+from api.services import pagination
+from approvals.models import ApprovalDecision, ApprovalRequest
+from approvals.policy import PolicyStore
+from tools.registry import get_tool
+from workers.contracts import DecisionIn, DecisionOutcome
+from workers.workflows.run import AgentRunWorkflow
+
+DECISION_NS = uuid.UUID("5d1c2f9e-7a4b-4c1e-9f3a-2b8d6e0c4a71")
+
+
+async def _decisions(s: AsyncSession, request_ids: list[str]) -> dict[str, list[DecisionRead]]:
+    out: dict[str, list[DecisionRead]] = {i: [] for i in request_ids}
+    if not request_ids:
+        return out
+    rows = await s.scalars(select(ApprovalDecision).where(ApprovalDecision.request_id.in_(request_ids))
+                           .order_by(ApprovalDecision.created_at))
+    for d in rows:
+        out[d.request_id].append(DecisionRead(
+            id=d.id, principal_id=d.principal_id, action=d.action, arguments=d.arguments, reason=d.reason,
+            message=d.message, result_status=d.result_status, created_at=d.created_at))
+    return out
+
+
+def _read(r: ApprovalRequest, decisions: list[DecisionRead]) -> ApprovalRead:
+    return ApprovalRead(
+        id=r.id, run_id=r.run_id, agent=r.agent, tool=r.tool, tool_call_id=r.tool_call_id, arguments=r.arguments,
+        arguments_hash=r.arguments_hash, reason=r.reason, rule=r.rule, policy_version=r.policy_version,
+        required_roles=r.required_roles, quorum=r.quorum, status=r.status,  # type: ignore[arg-type]
+        escalated=r.escalated, decisions=decisions, created_at=r.created_at, expires_at=r.expires_at,
+        decided_at=r.decided_at,
+    )
+
+
+async def list_requests(
+    s: AsyncSession, who: Principal, *, status: str | None, run_id: str | None, cursor: str | None, limit: int
+) -> Page[ApprovalRead]:
+    """The tenant's approval requests, newest first."""
+    q: Any = select(ApprovalRequest).where(ApprovalRequest.tenant_id == who.tenant_id)
+    if status:
+        q = q.where(ApprovalRequest.status == status)
+    if run_id:
+        q = q.where(ApprovalRequest.run_id == run_id)
+    q = pagination.after(q, cursor, ApprovalRequest.created_at, ApprovalRequest.id).limit(limit + 1)
+    rows = list((await s.scalars(q)).all())
+    more = len(rows) > limit
+    rows = rows[:limit]
+    decisions = await _decisions(s, [r.id for r in rows])
+    nxt = pagination.encode(rows[-1].created_at, rows[-1].id) if more and rows else None
+    return Page[ApprovalRead](items=[_read(r, decisions[r.id]) for r in rows], next_cursor=nxt)
+
+
+async def _get(s: AsyncSession, who: Principal, request_id: str) -> ApprovalRequest:
+    row = await s.get(ApprovalRequest, request_id)
+    if row is None or row.tenant_id != who.tenant_id:
+        raise NotFound(f"approval request {request_id} not found")
+    return row
+
+
+async def get_request(s: AsyncSession, who: Principal, request_id: str) -> ApprovalRead:
+    """One request with its decisions."""
+    row = await _get(s, who, request_id)
+    return _read(row, (await _decisions(s, [row.id]))[row.id])
+
+
+def decision_id(request_id: str, who: Principal, body: DecisionCreate) -> str:
+    """Deterministic: the same person sending the same decision again gets the same id (and outcome)."""
+    key = json.dumps([request_id, who.id, body.model_dump(mode="json")], sort_keys=True)
+    return str(uuid.uuid5(DECISION_NS, key))
+
+
+_REFUSALS: dict[str, type[CountersignError]] = {
+    "already_decided": AlreadyDecided, "stale_arguments": StaleArguments, "forbidden": Forbidden,
+}
+
+
+async def decide(
+    s: AsyncSession, temporal: Client, policy: PolicyStore, who: Principal, request_id: str, body: DecisionCreate
+) -> tuple[DecisionResult, bool]:
+    """Check who may decide, then deliver the decision as a Temporal Update whose id is the decision id."""
+    req = await _get(s, who, request_id)
+    if not set(req.required_roles) & who.roles:
+        raise Forbidden(f"deciding this request needs one of the roles: {', '.join(req.required_roles)}")
+    if who.id == req.requested_by:
+        raise Forbidden("the principal who started the run may not decide its approvals")
+    did = decision_id(request_id, who, body)
+    earlier = await s.get(ApprovalDecision, did)
+    if earlier is not None:
+        return DecisionResult(decision_id=did, request_id=request_id, action=earlier.action,
+                              request_status=earlier.result_status, approvals=0, quorum=req.quorum), False
+    if req.status != "pending":
+        raise AlreadyDecided(f"the request is already {req.status}")
+    if body.arguments_hash != req.arguments_hash:
+        raise StaleArguments("arguments_hash: the pending arguments are not the ones you saw")
+    if body.action == "edit":
+        _check_edit(policy, req, body.arguments or {})
+    update = DecisionIn(decision_id=did, request_id=request_id, principal_id=who.id,
+                        principal_roles=sorted(who.roles), action=body.action, arguments_hash=body.arguments_hash,
+                        arguments=body.arguments, reason=body.reason, message=body.message)
+    handle = temporal.get_workflow_handle(f"run-{req.run_id}")
+    try:
+        outcome: DecisionOutcome = await handle.execute_update(
+            AgentRunWorkflow.decide, update, id=did, result_type=DecisionOutcome)
+    except WorkflowUpdateFailedError as e:
+        cause = e.cause
+        if isinstance(cause, ApplicationError) and cause.type in _REFUSALS:
+            raise _REFUSALS[cause.type](cause.message) from e
+        raise AlreadyDecided(str(cause or e)) from e
+    except RPCError as e:
+        # The workflow is gone (completed, cancelled) or the update was refused by its validator.
+        raise AlreadyDecided(f"the run no longer accepts decisions: {e.message}") from e
+    return DecisionResult(**outcome.model_dump()), True
+
+
+def _check_edit(policy: PolicyStore, req: ApprovalRequest, arguments: dict[str, Any]) -> None:
+    tool = get_tool(req.tool)
+    if tool is None:
+        raise Invalid(f"arguments: tool {req.tool} is no longer registered")
+    try:
+        tool.args_model.model_validate(arguments)
+    except ValidationError as e:
+        errors = [{"field": ".".join(["arguments", *(str(p) for p in err["loc"])]), "message": err["msg"]}
+                  for err in e.errors(include_url=False)]
+        raise Invalid("; ".join(f"{x['field']}: {x['message']}" for x in errors), errors=errors) from e
+    verdict = policy.current.evaluate(tool=tool.name, kind=tool.kind, args=arguments, agent=req.agent,
+                                      tenant=req.tenant_id, caller=req.requested_by)
+    if verdict.outcome == "deny":
+        raise Invalid(f"arguments: the policy denies this edit (rule {verdict.rule}): {verdict.reason}",
+                      errors=[{"field": "arguments", "message": f"denied by rule {verdict.rule}"}])

@@ -1,0 +1,103 @@
+"""Starting and reading runs."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+from temporalio.client import Client
+from temporalio.common import WorkflowIDReusePolicy
+
+from agents.catalog import get_agent
+from api.auth import Principal
+from api.errors import Conflict, Forbidden, IdempotencyConflict, Invalid, NotFound
+from api.schemas import Page, RunCreate, RunRead, UsageRead
+from api.services import pagination
+from countersign.models import Run
+from countersign.settings import Settings
+from tools.business import canonical_hash
+from workers.contracts import RunInput
+from workers.workflows.run import AgentRunWorkflow
+
+
+def to_read(run: Run) -> RunRead:
+    """The run as the API shows it."""
+    return RunRead(
+        id=run.id, agent=run.agent, status=run.status, input=run.input, output=run.output,  # type: ignore[arg-type]
+        error=run.error, trace_id=run.trace_id, requested_by=run.requested_by, created_at=run.created_at,
+        updated_at=run.updated_at,
+        usage=UsageRead(input_tokens=run.input_tokens, output_tokens=run.output_tokens,
+                        model_calls=run.model_calls, cost_usd=run.cost_usd),
+    )
+
+
+async def start_run(
+    s: AsyncSession, temporal: Client, settings: Settings, who: Principal, body: RunCreate, idem_key: str | None
+) -> tuple[RunRead, bool]:
+    """Record the run and start its workflow; the same Idempotency-Key and body return the same run."""
+    spec = get_agent(body.agent)
+    if spec is None:
+        raise NotFound(f"agent: no agent named {body.agent!r}")
+    if who.agents is not None and body.agent not in who.agents:
+        raise Forbidden(f"agent: this key may not trigger {body.agent!r}")
+    try:
+        spec.input_model.model_validate(body.input)
+    except ValidationError as e:
+        errors = [{"field": ".".join(["input", *(str(p) for p in err["loc"])]), "message": err["msg"]}
+                  for err in e.errors(include_url=False)]
+        raise Invalid("; ".join(f"{x['field']}: {x['message']}" for x in errors), errors=errors) from e
+    request_hash = canonical_hash({"agent": body.agent, "input": body.input})
+    if idem_key is not None:
+        if not 1 <= len(idem_key) <= 200:
+            raise Invalid("Idempotency-Key: must be 1 to 200 characters")
+        existing = await s.scalar(select(Run).where(Run.tenant_id == who.tenant_id, Run.idempotency_key == idem_key))
+        if existing is not None:
+            if existing.request_hash != request_hash:
+                raise IdempotencyConflict("Idempotency-Key: already used for a different request")
+            return to_read(existing), False
+    run = Run(id=str(uuid.uuid4()), tenant_id=who.tenant_id, agent=body.agent, status="running", input=body.input,
+              requested_by=who.id, idempotency_key=idem_key, request_hash=request_hash)
+    s.add(run)
+    try:
+        await s.flush()
+    except IntegrityError as e:
+        raise Conflict("Idempotency-Key: a request with this key is in progress; retry it") from e
+    # Start after the row is flushed and before it commits: if Temporal refuses, the transaction rolls back
+    # and nothing is written; the workflow's first activity upserts the row should the commit be lost.
+    await temporal.start_workflow(
+        AgentRunWorkflow.run,
+        RunInput(run_id=run.id, tenant_id=run.tenant_id, agent=run.agent, input=run.input, requested_by=who.id),
+        id=f"run-{run.id}",
+        task_queue=settings.task_queue,
+        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+    )
+    return to_read(run), True
+
+
+async def get_run(s: AsyncSession, who: Principal, run_id: str) -> Run:
+    """The run, if it belongs to the principal's tenant (another tenant's id is a 404, not a 403)."""
+    run = await s.get(Run, run_id)
+    if run is None or run.tenant_id != who.tenant_id:
+        raise NotFound(f"run {run_id} not found")
+    return run
+
+
+async def list_runs(
+    s: AsyncSession, who: Principal, *, status: str | None, agent: str | None, cursor: str | None, limit: int
+) -> Page[RunRead]:
+    """The tenant's runs, newest first."""
+    q: Any = select(Run).where(Run.tenant_id == who.tenant_id)
+    if status:
+        q = q.where(Run.status == status)
+    if agent:
+        q = q.where(Run.agent == agent)
+    q = pagination.after(q, cursor, Run.created_at, Run.id).limit(limit + 1)
+    rows = list((await s.scalars(q)).all())
+    more = len(rows) > limit
+    rows = rows[:limit]
+    nxt = pagination.encode(rows[-1].created_at, rows[-1].id) if more and rows else None
+    return Page[RunRead](items=[to_read(r) for r in rows], next_cursor=nxt)

@@ -1,0 +1,1 @@
+"""Approval policies, approval requests and decisions, the effects ledger and the audit ledger."""

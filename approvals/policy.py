@@ -1,0 +1,628 @@
+"""Approval policy: rules as data, conditions in CEL.
+
+A policy is a YAML file with a ``rules:`` list and an optional ``defaults:`` mapping (see
+``approvals/demo_policy.yaml``). Each rule names a tool (a name or an ``fnmatch`` glob), an optional
+``when`` condition in CEL and an outcome: ``allow``, ``deny`` or ``require_approval``.
+
+Evaluation:
+
+- Rules are tried in file order; the first rule whose ``tool`` matches and whose ``when`` is true wins.
+- ``when`` sees ``args`` (the tool arguments, as their JSON form), ``agent``, ``tenant``, ``caller`` and
+  ``tool``. Numbers compare by value whatever their JSON type, so ``args.amount > 100`` holds for both
+  ``250`` and ``250.0`` (plain CEL refuses to compare an int with a double).
+- A ``when`` that fails at run time (a missing key such as ``args.amount``, a type error) or yields
+  anything but a boolean does **not** match, and evaluation goes on with the next rule; nothing is
+  recorded. Write policies so that falling through is safe: put the narrow ``allow`` first and end each
+  tool's block with an unconditional rule that asks for approval.
+- When no rule matches, read tools are allowed (rule ``default:read``) and write tools require approval
+  from ``defaults.roles`` (rule ``default:write``). A policy without ``defaults`` denies unmatched write
+  tools instead, since there is nobody to ask.
+
+Everything is validated at load: a bad file raises :class:`PolicyError` naming the rule and the problem,
+and :class:`PolicyStore` keeps serving the last good policy while the file is bad.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import decimal
+import fnmatch
+import hashlib
+import json
+import logging
+import operator
+import os
+import re
+import sys
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal, Self, get_args
+
+import celpy
+import celpy.celtypes as celtypes
+import celpy.evaluation
+import yaml
+from celpy.adapter import json_to_cel
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import to_jsonable_python
+
+__all__ = [
+    "ApprovalRule",
+    "AllowRule",
+    "DenyRule",
+    "Policy",
+    "PolicyDefaults",
+    "PolicyError",
+    "PolicyStore",
+    "Rule",
+    "Verdict",
+    "load_policy",
+    "parse_duration",
+    "parse_policy",
+]
+
+logger = logging.getLogger(__name__)
+
+Outcome = Literal["allow", "deny", "require_approval"]
+ToolKind = Literal["read", "write"]
+
+DEFAULT_TTL_SECONDS = 24 * 3600
+DEFAULT_READ_RULE = "default:read"
+DEFAULT_WRITE_RULE = "default:write"
+CEL_VARIABLES = ("args", "agent", "tenant", "caller", "tool")
+
+
+class PolicyError(Exception):
+    """A policy that cannot be loaded; the message names the rule and the problem."""
+
+
+# --- Verdict -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The policy's answer for one proposed tool call, recorded once in workflow history."""
+
+    outcome: Outcome
+    rule: str
+    policy_version: str
+    reason: str | None = None
+    roles: tuple[str, ...] = ()
+    quorum: int = 1
+    ttl_seconds: int | None = None
+    remind_after_seconds: int | None = None
+    escalate_after_seconds: int | None = None
+    escalate_to: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain, JSON-ready dict (tuples become lists)."""
+        data = dataclasses.asdict(self)
+        data["roles"] = list(self.roles)
+        data["escalate_to"] = list(self.escalate_to)
+        return data
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Verdict:
+        """Rebuild a verdict from :meth:`to_dict` output; missing optional fields take their defaults.
+
+        Unknown keys are refused rather than dropped: silently losing part of a recorded verdict could
+        weaken a gate.
+        """
+        known = {field.name for field in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown verdict field(s): {', '.join(unknown)}")
+        if d.get("outcome") not in get_args(Outcome):
+            raise ValueError(f"bad verdict outcome: {d.get('outcome')!r}")
+        values = dict(d)
+        for key in ("roles", "escalate_to"):
+            if key in values:
+                values[key] = tuple(values[key])
+        return cls(**values)
+
+
+# --- Rule models -----------------------------------------------------------------------------------------
+
+_DURATION_RE = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(value: object) -> int:
+    """Seconds in a policy duration: ``"90s"``, ``"15m"``, ``"4h"``, ``"2d"`` or a whole number of seconds."""
+    if isinstance(value, bool):  # bool is an int in Python, and YAML turns `yes` into True
+        raise ValueError(f"bad duration {value!r}")
+    if isinstance(value, int):
+        seconds = value
+    elif isinstance(value, str):
+        match = _DURATION_RE.match(value)
+        if match is None:
+            raise ValueError(f"bad duration {value!r}: use a whole number and a unit s, m, h or d, e.g. '4h'")
+        seconds = int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    else:
+        raise ValueError(f"bad duration {value!r}: use a string such as '4h' or whole seconds")
+    if seconds <= 0:
+        raise ValueError(f"bad duration {value!r}: must be positive")
+    return seconds
+
+
+Duration = Annotated[int, BeforeValidator(parse_duration)]
+Roles = Annotated[tuple[StrictStr, ...], Field(min_length=1)]
+
+
+def _no_duplicates(roles: tuple[str, ...]) -> tuple[str, ...]:
+    duplicates = sorted({role for role in roles if roles.count(role) > 1})
+    if duplicates:
+        raise ValueError(f"role(s) listed twice: {', '.join(duplicates)}")
+    return roles
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _RuleBase(_Model):
+    id: StrictStr = Field(min_length=1)
+    tool: StrictStr = Field(min_length=1)
+    when: StrictStr | None = None
+    description: StrictStr | None = None
+
+    @field_validator("id")
+    @classmethod
+    def _id_not_reserved(cls, value: str) -> str:
+        if value.startswith("default:"):
+            raise ValueError("ids starting with 'default:' are reserved for the built-in defaults")
+        return value
+
+    @field_validator("when")
+    @classmethod
+    def _when_not_blank(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("empty condition: leave `when` out to match every call")
+        return value
+
+
+class AllowRule(_RuleBase):
+    """Run the tool call without asking anyone."""
+
+    outcome: Literal["allow"]
+
+
+class DenyRule(_RuleBase):
+    """Never run the tool call; the model is told ``reason``."""
+
+    outcome: Literal["deny"]
+    reason: StrictStr | None = None
+
+
+class ApprovalRule(_RuleBase):
+    """Run the tool call only after ``quorum`` distinct people holding one of ``roles`` approve it."""
+
+    outcome: Literal["require_approval"]
+    roles: Roles
+    quorum: StrictInt = Field(default=1, ge=1)
+    ttl: Duration = DEFAULT_TTL_SECONDS
+    remind_after: Duration | None = None
+    escalate_after: Duration | None = None
+    escalate_to: tuple[StrictStr, ...] = ()
+
+    _roles_unique = field_validator("roles", "escalate_to")(_no_duplicates)
+
+    @model_validator(mode="after")
+    def _check_timers(self) -> Self:
+        if (self.escalate_after is None) != (not self.escalate_to):
+            raise ValueError("escalate_after and escalate_to go together: give both or neither")
+        for name, seconds in (("remind_after", self.remind_after), ("escalate_after", self.escalate_after)):
+            if seconds is not None and seconds >= self.ttl:
+                # A timer at or after expiry never fires; almost certainly a typo in the policy.
+                raise ValueError(f"{name} ({seconds}s) must be shorter than ttl ({self.ttl}s)")
+        return self
+
+
+Rule = AllowRule | DenyRule | ApprovalRule
+_RULE_MODELS: dict[str, type[AllowRule] | type[DenyRule] | type[ApprovalRule]] = {
+    "allow": AllowRule,
+    "deny": DenyRule,
+    "require_approval": ApprovalRule,
+}
+
+
+class PolicyDefaults(_Model):
+    """Who approves write tools that no rule matches."""
+
+    roles: Roles
+    quorum: StrictInt = Field(default=1, ge=1)
+    ttl: Duration = DEFAULT_TTL_SECONDS
+
+    _roles_unique = field_validator("roles")(_no_duplicates)
+
+
+# --- CEL ---------------------------------------------------------------------------------------------------
+
+
+def _as_number(value: object) -> int | float | None:
+    if isinstance(value, celtypes.BoolType):
+        return None
+    if isinstance(value, celtypes.DoubleType):
+        return float(value)
+    if isinstance(value, celtypes.IntType | celtypes.UintType):
+        return int(value)
+    return None
+
+
+def _mixed_numeric(name: str, compare: Callable[[Any, Any], bool]) -> Callable[[Any, Any], Any]:
+    # JSON does not keep 250 and 250.0 apart reliably (a pydantic float field dumps 250.0), and celpy
+    # refuses int-vs-double comparisons, so `args.amount > 100` would fail for one of them. Comparing
+    # numbers by value (as newer CEL specs do) makes conditions behave the same for both.
+    base = celpy.evaluation.base_functions[name]
+
+    def relation(left: Any, right: Any) -> Any:
+        a, b = _as_number(left), _as_number(right)
+        if a is not None and b is not None:
+            return celtypes.BoolType(compare(a, b))
+        if (a is not None and isinstance(right, celtypes.BoolType)) or (
+            b is not None and isinstance(left, celtypes.BoolType)
+        ):
+            # celpy's BoolType subclasses int, so `args.amount > 100` would hold for amount=true.
+            # CEL has no bool/number overload: refuse it, which makes the condition not match.
+            raise TypeError(f"no such overload: {type(left).__name__} {name} {type(right).__name__}")
+        return base(left, right)
+
+    return relation
+
+
+_CEL_FUNCTIONS: dict[str, Any] = {
+    name: _mixed_numeric(name, compare)
+    for name, compare in (
+        ("_==_", operator.eq),
+        ("_!=_", operator.ne),
+        ("_<_", operator.lt),
+        ("_<=_", operator.le),
+        ("_>_", operator.gt),
+        ("_>=_", operator.ge),
+    )
+}
+
+
+def _cel_environment() -> celpy.Environment:
+    # celpy.Environment() sets the interpreter's recursion limit to 2500, even downwards; keep the
+    # process's limit if it was higher.
+    limit = sys.getrecursionlimit()
+    env = celpy.Environment()
+    sys.setrecursionlimit(max(limit, sys.getrecursionlimit()))
+    return env
+
+
+def _json_default(value: Any) -> Any:
+    # Money is often a Decimal; the JSON form must stay a number so comparisons work.
+    if isinstance(value, decimal.Decimal):
+        return float(value)
+    return to_jsonable_python(value)
+
+
+def _args_to_cel(args: Mapping[str, Any]) -> Any:
+    """The CEL value of ``args`` via its JSON form (what workflow history records), or None if impossible."""
+    try:
+        plain = json.loads(json.dumps(args, default=_json_default))
+        return json_to_cel(plain)
+    except (TypeError, ValueError, OverflowError, RecursionError):
+        return None
+
+
+# --- Policy ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _CompiledRule:
+    rule: Rule
+    program: celpy.Runner | None
+    verdict: Verdict
+
+
+def _rule_verdict(rule: Rule, version: str) -> Verdict:
+    if isinstance(rule, AllowRule):
+        return Verdict(outcome="allow", rule=rule.id, policy_version=version)
+    if isinstance(rule, DenyRule):
+        return Verdict(outcome="deny", rule=rule.id, policy_version=version, reason=rule.reason)
+    return Verdict(
+        outcome="require_approval",
+        rule=rule.id,
+        policy_version=version,
+        roles=rule.roles,
+        quorum=rule.quorum,
+        ttl_seconds=rule.ttl,
+        remind_after_seconds=rule.remind_after,
+        escalate_after_seconds=rule.escalate_after,
+        escalate_to=rule.escalate_to,
+    )
+
+
+class Policy:
+    """A validated policy; :meth:`evaluate` is pure and safe to call from many threads."""
+
+    version: str
+    rules: tuple[Rule, ...]
+    defaults: PolicyDefaults | None
+
+    def __init__(self, *, version: str, compiled: tuple[_CompiledRule, ...], defaults: PolicyDefaults | None):
+        """Built by :func:`parse_policy` / :func:`load_policy`; not meant to be called directly."""
+        self.version = version
+        self.rules = tuple(item.rule for item in compiled)
+        self.defaults = defaults
+        self._compiled = compiled
+        self._default_read = Verdict(outcome="allow", rule=DEFAULT_READ_RULE, policy_version=version)
+        if defaults is None:
+            self._default_write = Verdict(
+                outcome="deny",
+                rule=DEFAULT_WRITE_RULE,
+                policy_version=version,
+                reason="no policy rule matches this tool and the policy names no default approvers",
+            )
+        else:
+            self._default_write = Verdict(
+                outcome="require_approval",
+                rule=DEFAULT_WRITE_RULE,
+                policy_version=version,
+                roles=defaults.roles,
+                quorum=defaults.quorum,
+                ttl_seconds=defaults.ttl,
+            )
+
+    def __repr__(self) -> str:
+        return f"Policy(version={self.version!r}, rules={len(self.rules)})"
+
+    def evaluate(
+        self,
+        *,
+        tool: str,
+        kind: ToolKind,
+        args: dict[str, Any],
+        agent: str,
+        tenant: str,
+        caller: str,
+    ) -> Verdict:
+        """The verdict of the first matching rule, or the default for the tool's kind."""
+        activation: dict[str, Any] | None = None
+        for item in self._compiled:
+            if not fnmatch.fnmatchcase(tool, item.rule.tool):
+                continue
+            if item.program is not None:
+                if activation is None:
+                    activation = {
+                        "args": _args_to_cel(args),
+                        "agent": celtypes.StringType(agent),
+                        "tenant": celtypes.StringType(tenant),
+                        "caller": celtypes.StringType(caller),
+                        "tool": celtypes.StringType(tool),
+                    }
+                if not _condition_holds(item, activation):
+                    continue
+            return item.verdict
+        # Anything not declared a read is treated as a write: the unsafe mistake is the other way round.
+        return self._default_read if kind == "read" else self._default_write
+
+
+def _condition_holds(item: _CompiledRule, activation: dict[str, Any]) -> bool:
+    assert item.program is not None
+    if activation["args"] is None:
+        return False  # arguments with no JSON form: no condition can be judged
+    try:
+        result = item.program.evaluate(activation)
+    except Exception as exc:  # celpy raises CELEvalError, but a Python error can leak from its internals
+        logger.debug("policy rule %s: condition failed, rule skipped: %s", item.rule.id, exc)
+        return False
+    return isinstance(result, celtypes.BoolType) and bool(result)
+
+
+# --- Loading -----------------------------------------------------------------------------------------------
+
+
+class _StrictLoader(yaml.SafeLoader):  # type: ignore[misc, unused-ignore]  # untyped without stubs
+    """A SafeLoader that refuses duplicate keys, which YAML would otherwise resolve silently (last wins)."""
+
+
+def _construct_mapping(loader: _StrictLoader, node: Any, deep: bool = False) -> Any:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue  # `<<: *anchor` merges are meant to be overridden
+        key = loader.construct_object(key_node, deep=deep)
+        try:
+            duplicate = key in seen
+        except TypeError:
+            continue  # unhashable key: construct_mapping reports it
+        if duplicate:
+            raise yaml.constructor.ConstructorError(
+                "while constructing a mapping", node.start_mark, f"duplicate key {key!r}", key_node.start_mark
+            )
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _describe(exc: ValidationError) -> str:
+    problems = []
+    for error in exc.errors():
+        where = ".".join(str(part) for part in error["loc"])
+        if error["type"] == "extra_forbidden":
+            problems.append(f"unknown field {where!r}")
+            continue
+        message = error["msg"].removeprefix("Value error, ")
+        problems.append(f"{where}: {message}" if where else message)
+    return "; ".join(problems)
+
+
+def _label(raw: object, index: int) -> str:
+    if isinstance(raw, dict) and isinstance(raw.get("id"), str) and raw["id"]:
+        return f"rule {raw['id']!r} (rules[{index}])"
+    return f"rules[{index}] (no id)"
+
+
+def _check_roles(roles: tuple[str, ...], field: str, known_roles: set[str]) -> str | None:
+    unknown = [role for role in roles if role not in known_roles]
+    if not unknown:
+        return None
+    return f"{field}: unknown role(s) {', '.join(unknown)}; known roles: {', '.join(sorted(known_roles))}"
+
+
+def _build(text: str, version: str, known_roles: set[str], source: str | None) -> Policy:
+    prefix = f"policy {source}: " if source else "policy: "
+
+    def fail(message: str) -> PolicyError:
+        return PolicyError(prefix + message)
+
+    try:
+        document = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        raise fail(f"not valid YAML: {exc}") from exc
+    if not isinstance(document, dict) or not isinstance(document.get("rules"), list):
+        raise fail("a policy is a mapping with a `rules:` list (and optionally `defaults:`)")
+    extra = sorted(str(key) for key in document if key not in ("rules", "defaults"))
+    if extra:
+        raise fail(f"unknown top-level field(s): {', '.join(extra)}")
+
+    defaults: PolicyDefaults | None = None
+    if document.get("defaults") is not None:
+        try:
+            defaults = PolicyDefaults.model_validate(document["defaults"])
+        except ValidationError as exc:
+            raise fail(f"defaults: {_describe(exc)}") from exc
+        problem = _check_roles(defaults.roles, "roles", known_roles)
+        if problem:
+            raise fail(f"defaults: {problem}")
+
+    env = _cel_environment()
+    compiled: list[_CompiledRule] = []
+    seen_ids: dict[str, int] = {}
+    for index, raw in enumerate(document["rules"]):
+        label = _label(raw, index)
+        if not isinstance(raw, dict):
+            raise fail(f"{label}: a rule is a mapping with id, tool and outcome")
+        outcome = raw.get("outcome")
+        model = _RULE_MODELS.get(outcome) if isinstance(outcome, str) else None
+        if model is None:
+            outcomes = ", ".join(_RULE_MODELS)
+            raise fail(f"{label}: outcome must be one of {outcomes}, not {outcome!r}")
+        try:
+            rule: Rule = model.model_validate(raw)
+        except ValidationError as exc:
+            raise fail(f"{label}: {_describe(exc)}") from exc
+        if rule.id in seen_ids:
+            raise fail(f"{label}: duplicate id, already used by rules[{seen_ids[rule.id]}]")
+        seen_ids[rule.id] = index
+        if isinstance(rule, ApprovalRule):
+            for field, roles in (("roles", rule.roles), ("escalate_to", rule.escalate_to)):
+                problem = _check_roles(roles, field, known_roles)
+                if problem:
+                    raise fail(f"{label}: {problem}")
+        program: celpy.Runner | None = None
+        if rule.when is not None:
+            try:
+                program = env.program(env.compile(rule.when), functions=_CEL_FUNCTIONS)
+            except Exception as exc:  # CELParseError mostly; lark can raise others on odd input
+                raise fail(f"{label}: `when` is not valid CEL: {exc}") from exc
+        compiled.append(_CompiledRule(rule=rule, program=program, verdict=_rule_verdict(rule, version)))
+    return Policy(version=version, compiled=tuple(compiled), defaults=defaults)
+
+
+def _version(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def parse_policy(text: str, known_roles: set[str]) -> Policy:
+    """Validate and compile a policy from YAML text; its version is the SHA-256 of the UTF-8 text.
+
+    Raises :class:`PolicyError` naming the rule and the problem.
+    """
+    return _build(text, _version(text.encode("utf-8")), known_roles, source=None)
+
+
+def load_policy(path: Path, known_roles: set[str]) -> Policy:
+    """Validate and compile the policy file at ``path``; its version is the SHA-256 of the file's bytes.
+
+    Raises :class:`PolicyError` naming the file, the rule and the problem.
+    """
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise PolicyError(f"policy {path}: cannot read: {exc}") from exc
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise PolicyError(f"policy {path}: not UTF-8: {exc}") from exc
+    return _build(text, _version(data), known_roles, source=str(path))
+
+
+# --- Store -------------------------------------------------------------------------------------------------
+
+_Signature = tuple[int, int, int]
+
+
+class PolicyStore:
+    """Holds the last good policy; reload() keeps it when the file is bad."""
+
+    def __init__(self, path: Path, known_roles: set[str]) -> None:
+        """Load ``path`` at once; raise :class:`PolicyError` if this first load fails."""
+        self._path = path
+        self._known_roles = set(known_roles)
+        self._lock = threading.Lock()
+        # Stat before reading: an edit landing between the two is then seen by the next maybe_reload().
+        self._signature = self._stat()
+        self._policy = load_policy(path, self._known_roles)
+
+    @property
+    def path(self) -> Path:
+        """The policy file this store watches."""
+        return self._path
+
+    @property
+    def current(self) -> Policy:
+        """The last policy that loaded successfully."""
+        return self._policy
+
+    def _stat(self) -> _Signature | None:
+        try:
+            st = os.stat(self._path)
+        except OSError:
+            return None
+        return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+    def reload(self) -> tuple[bool, str]:
+        """Load the file again: ``(True, message)`` on success, ``(False, error)`` keeping the old policy."""
+        with self._lock:
+            signature = self._stat()
+            old = self._policy
+            try:
+                policy = load_policy(self._path, self._known_roles)
+            except PolicyError as exc:
+                # Remember the bad file's signature so maybe_reload() does not retry (and log) every call.
+                self._signature = signature
+                logger.warning("policy reload failed, keeping %s: %s", old.version, exc)
+                return False, f"kept policy {old.version}: {exc}"
+            self._signature = signature
+            self._policy = policy
+        if policy.version == old.version:
+            return True, f"policy unchanged ({policy.version})"
+        logger.info("policy reloaded: %s -> %s", old.version, policy.version)
+        return True, f"policy reloaded: {old.version} -> {policy.version}"
+
+    def maybe_reload(self) -> None:
+        """Reload if the file's mtime, size or inode changed since the last attempt; never raises."""
+        try:
+            if self._stat() != self._signature:
+                self.reload()
+        except Exception:  # a watcher must never take the caller down
+            logger.exception("policy reload check failed; keeping %s", self._policy.version)

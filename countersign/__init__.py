@@ -1,0 +1,1 @@
+"""Countersign kernel: settings, database, migrations, telemetry set-up and the CLI."""

@@ -1,0 +1,281 @@
+"""The ``countersign`` command line: dev stack, worker, migrations, runs, keys, policy and audit."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from countersign.settings import Settings
+
+app = typer.Typer(help="Countersign: durable AI agents that ask before they act.", no_args_is_help=True)
+keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
+policy_app = typer.Typer(help="Check the approval policy.", no_args_is_help=True)
+audit_app = typer.Typer(help="Verify and export the audit ledger.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+app.add_typer(policy_app, name="policy")
+app.add_typer(audit_app, name="audit")
+
+
+def _fail(message: str, code: int = 2) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _json_arg(name: str, text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except ValueError as e:
+        _fail(f"{name}: not valid JSON ({e.msg} at position {e.pos})")
+    if not isinstance(value, dict):
+        _fail(f"{name}: must be a JSON object")
+    return value
+
+
+def _logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+
+
+@app.command()
+def dev(demo: Annotated[bool, typer.Option(help="Run the demo agent run once the stack is up.")] = False) -> None:
+    """Start Temporal (dev server), the worker and the API on the embedded defaults; Ctrl-C stops all."""
+    from countersign.dev import run_dev
+
+    _logging()
+    raise typer.Exit(run_dev(Settings(), demo=demo))
+
+
+@app.command()
+def worker() -> None:
+    """Run a worker on the configured Temporal and task queue."""
+    from workers.worker import serve
+
+    _logging()
+    asyncio.run(serve(Settings()))
+
+
+@app.command()
+def migrate() -> None:
+    """Apply database migrations."""
+    from countersign.migrate import upgrade
+
+    upgrade(Settings().resolved_database_url())
+    typer.echo("database is at the newest schema")
+
+
+def _api_key(settings: Settings, given: str | None) -> str:
+    if given:
+        return given
+    keys_file = settings.data_dir / "dev-keys.json"
+    if keys_file.exists():
+        return str(json.loads(keys_file.read_text())["trigger"]["key"])
+    _fail("--api-key (or COUNTERSIGN_API_KEY) is required when there are no dev keys")
+    raise AssertionError
+
+
+@app.command()
+def run(
+    agent: Annotated[str, typer.Argument(help="Agent name, e.g. support_drafting")],
+    input: Annotated[str, typer.Option("--input", help="The agent's input as a JSON object")] = "{}",
+    wait: Annotated[bool, typer.Option(help="Wait until the run completes or pauses, then print it")] = False,
+    api_url: Annotated[str | None, typer.Option(envvar="COUNTERSIGN_API_URL")] = None,
+    api_key: Annotated[str | None, typer.Option(envvar="COUNTERSIGN_API_KEY")] = None,
+    idempotency_key: Annotated[str | None, typer.Option()] = None,
+) -> None:
+    """Start a run over the API (the dev trigger key by default) and print it."""
+    import httpx
+
+    settings = Settings()
+    body = {"agent": agent, "input": _json_arg("--input", input)}
+    base = api_url or f"http://127.0.0.1:{settings.api_port}"
+    headers = {"Authorization": f"Bearer {_api_key(settings, api_key)}"}
+    if idempotency_key:
+        headers["Idempotency-Key"] = idempotency_key
+    with httpx.Client(base_url=base, headers=headers, timeout=30) as http:
+        try:
+            r = http.post("/v1/runs", json=body)
+        except httpx.HTTPError as e:
+            _fail(f"cannot reach the API at {base}: {e}")
+        if r.status_code >= 400:
+            problem = r.json()
+            _fail(f"{problem.get('title')}: {problem.get('detail')}", 1)
+        run = r.json()
+        deadline = time.monotonic() + 300
+        while wait and run["status"] == "running" and time.monotonic() < deadline:
+            time.sleep(0.3)
+            run = http.get(f"/v1/runs/{run['id']}").json()
+    typer.echo(json.dumps(run, indent=2))
+    if run["status"] == "failed":
+        raise typer.Exit(1)
+
+
+def _parse_expiry(text: str | None) -> dt.datetime | None:
+    if not text:
+        return None
+    from approvals.policy import parse_duration
+
+    try:
+        seconds = parse_duration(text)
+    except (ValueError, TypeError) as e:
+        _fail(f"--expires-in: {e}")
+    return dt.datetime.now(dt.UTC) + dt.timedelta(seconds=seconds)
+
+
+@keys_app.command("create")
+def keys_create(
+    tenant: Annotated[str, typer.Option(help="Tenant id; created if new")],
+    role: Annotated[list[str] | None, typer.Option("--role", help="Role (repeat): trigger, approver:<group>, "
+                                                   "auditor, admin")] = None,
+    roles: Annotated[str | None, typer.Option(help="Roles, comma separated")] = None,
+    name: Annotated[str | None, typer.Option(help="What the key is for")] = None,
+    agent: Annotated[list[str] | None, typer.Option("--agent", help="Agents it may trigger (repeat)")] = None,
+    expires_in: Annotated[str | None, typer.Option(help="Lifetime, e.g. 90d")] = None,
+) -> None:
+    """Create an API key. The key is printed once and never stored."""
+    from api.auth import create_key, ensure_tenant
+
+    settings = Settings()
+    wanted = [*(role or []), *[r.strip() for r in (roles or "").split(",") if r.strip()]]
+    if not wanted:
+        _fail("--role: give at least one role")
+    unknown = sorted(set(wanted) - settings.known_roles())
+    if unknown:
+        _fail(f"--role: unknown role(s) {', '.join(unknown)}; known: {', '.join(sorted(settings.known_roles()))}")
+    expires_at = _parse_expiry(expires_in)
+
+    async def go() -> tuple[str, str, str]:
+        from countersign.db import make_engine, session_factory, transaction
+
+        engine = make_engine(settings.resolved_database_url())
+        async with transaction(session_factory(engine)) as s:
+            await ensure_tenant(s, tenant)
+            row, secret = await create_key(s, tenant_id=tenant, name=name or f"{tenant} key", roles=wanted,
+                                           agents=agent or None, expires_at=expires_at)
+        await engine.dispose()
+        return row.id, row.prefix, secret
+
+    key_id, prefix, secret = asyncio.run(go())
+    typer.echo(f"key id:  {key_id}\nprefix:  {prefix}\ntenant:  {tenant}\nroles:   {', '.join(sorted(wanted))}")
+    typer.echo("Store this key now; it is not shown again:")
+    typer.echo(secret)
+
+
+@keys_app.command("list")
+def keys_list(tenant: Annotated[str | None, typer.Option(help="Only this tenant's keys")] = None) -> None:
+    """List keys by prefix, with roles, status and last use."""
+    from sqlalchemy import select
+
+    from countersign.db import make_engine, session_factory
+    from countersign.models import ApiKey
+
+    settings = Settings()
+
+    async def go() -> list[ApiKey]:
+        engine = make_engine(settings.resolved_database_url())
+        async with session_factory(engine)() as s:
+            q = select(ApiKey).order_by(ApiKey.created_at)
+            if tenant:
+                q = q.where(ApiKey.tenant_id == tenant)
+            rows = list((await s.scalars(q)).all())
+        await engine.dispose()
+        return rows
+
+    now = dt.datetime.now(dt.UTC)
+    typer.echo(f"{'prefix':<10} {'tenant':<16} {'status':<8} {'last used':<20} roles / name")
+    for k in asyncio.run(go()):
+        status = "revoked" if k.revoked_at else "expired" if k.expires_at and k.expires_at <= now else "active"
+        used = k.last_used_at.strftime("%Y-%m-%d %H:%M:%S") if k.last_used_at else "never"
+        typer.echo(f"{k.prefix:<10} {k.tenant_id:<16} {status:<8} {used:<20} {','.join(k.roles)} / {k.name}")
+
+
+@keys_app.command("revoke")
+def keys_revoke(key: Annotated[str, typer.Argument(help="The key's prefix (from `keys list`) or the key")]) -> None:
+    """Revoke a key: it is refused (401) from the next request on."""
+    from sqlalchemy import or_, select
+
+    from api.auth import KEY_PREFIX, hash_key
+    from countersign.db import make_engine, session_factory, transaction, utcnow
+    from countersign.models import ApiKey
+
+    settings = Settings()
+    prefix = key.split("_")[1] if key.startswith(KEY_PREFIX) and key.count("_") >= 2 else key
+
+    async def go() -> str | None:
+        engine = make_engine(settings.resolved_database_url())
+        async with transaction(session_factory(engine)) as s:
+            row = await s.scalar(select(ApiKey).where(or_(ApiKey.prefix == prefix, ApiKey.key_hash == hash_key(key))))
+            if row is not None and row.revoked_at is None:
+                row.revoked_at = utcnow()
+        await engine.dispose()
+        return None if row is None else row.prefix
+
+    done = asyncio.run(go())
+    if done is None:
+        _fail(f"key: no key with prefix {prefix!r}", 1)
+    typer.echo(f"revoked {done}")
+
+
+@policy_app.command("check")
+def policy_check(
+    tool: Annotated[str, typer.Option(help="Tool name, e.g. issue_refund")],
+    args: Annotated[str, typer.Option("--args", help="Tool arguments as a JSON object")] = "{}",
+    agent: Annotated[str, typer.Option(help="Agent name")] = "support_drafting",
+    tenant: Annotated[str, typer.Option(help="Tenant id")] = "demo",
+    caller: Annotated[str, typer.Option(help="Caller principal id")] = "cli",
+    policy: Annotated[Path | None, typer.Option(help="Policy file (default: the configured one)")] = None,
+) -> None:
+    """Print the verdict the policy gives a tool call, and the rule that produced it."""
+    from approvals.policy import PolicyError, load_policy
+    from tools.registry import get_tool
+
+    settings = Settings()
+    arguments = _json_arg("--args", args)
+    found = get_tool(tool)
+    kind = found.kind if found else "write"
+    try:
+        loaded = load_policy(policy or settings.policy_path, settings.known_roles())
+    except PolicyError as e:
+        _fail(f"policy: {e}", 1)
+    verdict = loaded.evaluate(tool=tool, kind=kind, args=arguments, agent=agent, tenant=tenant, caller=caller)
+    typer.echo(json.dumps({"tool": tool, "kind": kind, "known_tool": found is not None, **verdict.to_dict()},
+                          indent=2))
+
+
+@audit_app.command("verify")
+def audit_verify() -> None:
+    """Recompute the ledger's hash chain; print OK or the first broken event (exit 1)."""
+    from approvals.audit import verify
+    from countersign.db import make_engine, session_factory
+
+    settings = Settings()
+
+    async def go() -> Any:
+        engine = make_engine(settings.resolved_database_url())
+        async with session_factory(engine)() as s:
+            result = await verify(s)
+        await engine.dispose()
+        return result
+
+    result = asyncio.run(go())
+    if result.ok:
+        typer.echo(f"OK: {result.checked} events, head {result.head_hash}")
+        return
+    typer.echo(f"BROKEN at event seq {result.broken_at}: {result.problem} ({result.checked} events read)")
+    raise typer.Exit(1)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()
+    sys.exit(0)

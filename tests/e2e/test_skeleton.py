@@ -1,0 +1,85 @@
+"""The walking skeleton end to end: HTTP → database → Temporal → worker → LangGraph → tools → database."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import func, select
+
+from approvals.audit import AuditEvent
+from countersign.models import Run
+from tests.conftest import Stack
+
+
+async def test_demo_run_completes_with_read_tools_only(stack: Stack) -> None:
+    run = await stack.start("support_drafting", {"ticket_id": "T-1001"})
+    assert run["status"] == "running"
+    done = await stack.result(run["id"])
+    assert done["status"] == "completed", done
+    assert "O-5001" in done["output"]["reply"]
+    assert done["output"]["tools_used"] == ["get_order", "get_ticket"]
+    assert done["usage"]["model_calls"] == 3
+    assert done["usage"]["input_tokens"] > 0
+    async with stack.sessions() as s:
+        types = list(await s.scalars(
+            select(AuditEvent.type).where(AuditEvent.run_id == run["id"]).order_by(AuditEvent.seq)))
+    assert types[0] == "run.running" and types[-1] == "run.completed"
+    assert types.count("tool.executed") == 2
+
+
+async def test_same_idempotency_key_same_run_other_body_409(stack: Stack) -> None:
+    key = str(uuid.uuid4())
+    body = {"agent": "support_drafting", "input": {"ticket_id": "T-1001"}}
+    h = {**stack.auth("trigger"), "Idempotency-Key": key}
+    first = await stack.http.post("/v1/runs", json=body, headers=h)
+    again = await stack.http.post("/v1/runs", json=body, headers=h)
+    other = await stack.http.post("/v1/runs", json={**body, "input": {"ticket_id": "T-1002"}}, headers=h)
+    assert first.status_code == 201
+    assert again.status_code == 200 and again.json()["id"] == first.json()["id"]
+    assert other.status_code == 409
+    assert other.headers["content-type"].startswith("application/problem+json")
+    assert other.json()["type"].endswith("/idempotency_conflict")
+    await stack.result(first.json()["id"])
+
+
+async def _runs(stack: Stack) -> int:
+    async with stack.sessions() as s:
+        return int(await s.scalar(select(func.count()).select_from(Run)) or 0)
+
+
+async def test_refusals_are_problems_and_write_nothing(stack: Stack) -> None:
+    before = await _runs(stack)
+    ok = {"agent": "support_drafting", "input": {"ticket_id": "T-1001"}}
+    cases = [
+        (await stack.http.post("/v1/runs", json={"agent": "nope", "input": {}}, headers=stack.auth("trigger")), 404,
+         "not_found"),
+        (await stack.http.post("/v1/runs", json={"agent": "support_drafting", "input": {"ticket_id": 7}},
+                               headers=stack.auth("trigger")), 422, "invalid"),
+        (await stack.http.post("/v1/runs", json=ok), 401, "unauthorized"),
+        (await stack.http.post("/v1/runs", json=ok, headers={"Authorization": "Bearer cs_nope_nope"}), 401,
+         "unauthorized"),
+        (await stack.http.post("/v1/runs", json={**ok, "input": {"ticket_id": "T-1" + "0" * 100_000}},
+                               headers=stack.auth("trigger")), 413, "payload_too_large"),
+        (await stack.http.post("/v1/runs", json=ok, headers=stack.auth("auditor")), 403, "forbidden"),
+    ]
+    for response, status, code in cases:
+        assert response.status_code == status, response.text
+        assert response.headers["content-type"].startswith("application/problem+json")
+        assert response.json()["type"].endswith("/" + code)
+    invalid = cases[1][0].json()
+    assert invalid["errors"][0]["field"] == "input.ticket_id"
+    assert "input.ticket_id" in invalid["detail"]
+    assert await _runs(stack) == before
+
+
+async def test_runs_are_listed_and_read_with_any_reader_role(stack: Stack) -> None:
+    run = await stack.start("support_drafting", {"ticket_id": "T-1001"})
+    await stack.result(run["id"])
+    page = (await stack.http.get("/v1/runs?limit=1", headers=stack.auth("auditor"))).json()
+    assert [r["id"] for r in page["items"]] == [run["id"]]
+    agents = (await stack.http.get("/v1/agents", headers=stack.auth("trigger"))).json()
+    assert agents[0]["name"] == "support_drafting"
+    assert agents[0]["example_input"] == {"ticket_id": "T-1001"}
+    assert (await stack.http.get("/v1/healthz")).status_code == 200
+    ready = await stack.http.get("/v1/readyz")
+    assert ready.status_code == 200 and ready.json()["checks"] == {"database": "ok", "temporal": "ok"}

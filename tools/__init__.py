@@ -1,0 +1,1 @@
+"""Scoped business tools and the connectors they talk to."""

@@ -1,0 +1,36 @@
+"""Order look-ups."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from tools.business import Customer, Order
+from tools.registry import ToolContext, business_tool
+
+
+class GetOrderArgs(BaseModel):
+    order_id: str = Field(description="Order id, e.g. O-5001", min_length=1, max_length=20)
+
+
+@business_tool(scope="orders:read", kind="read")
+async def get_order(args: GetOrderArgs, ctx: ToolContext) -> dict[str, Any]:
+    """Look up an order by id: status, items, total, amount already refunded, delivery date and customer."""
+    async with ctx.store.sessions() as session:
+        order = await session.get(Order, args.order_id)
+        if order is None:
+            return {"found": False, "order_id": args.order_id}
+        customer = await session.get(Customer, order.customer_id)
+        return {
+            "found": True,
+            "order_id": order.id,
+            "status": order.status,
+            "total": order.total,
+            "currency": order.currency,
+            "refunded_total": order.refunded_total,
+            "items": order.items,
+            "placed_at": order.placed_at.isoformat(),
+            "delivered_at": order.delivered_at.isoformat() if order.delivered_at else None,
+            "customer": {"id": customer.id, "name": customer.name, "tier": customer.tier} if customer else None,
+        }

@@ -1,0 +1,97 @@
+"""The business-tool contract: name, docstring, argument model, scope, kind and a context from the run."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Literal, get_type_hints
+
+from pydantic import BaseModel
+
+from tools.business import BusinessStore
+
+ToolKind = Literal["read", "write"]
+
+
+@dataclass(frozen=True)
+class ToolContext:
+    """What a tool learns from the run, never from the model: who, for whom, and the idempotency key."""
+
+    tenant_id: str
+    caller: str
+    run_id: str
+    agent: str
+    idempotency_key: str
+    store: BusinessStore
+
+
+ToolFunc = Callable[[Any, ToolContext], Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class BusinessTool:
+    """A tool the model may be offered; ``description`` is its docstring, which is what the model reads."""
+
+    name: str
+    description: str
+    args_model: type[BaseModel]
+    scope: str
+    kind: ToolKind
+    func: ToolFunc
+
+    def schema(self) -> dict[str, Any]:
+        """The OpenAI-style function schema offered to chat models."""
+        return {
+            "type": "function",
+            "function": {
+                "name": self.name,
+                "description": self.description,
+                "parameters": self.args_model.model_json_schema(),
+            },
+        }
+
+    async def run(self, args: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
+        """Validate the arguments against the tool's model and run it; the result is JSON-ready."""
+        parsed = self.args_model.model_validate(args)
+        result = await self.func(parsed, ctx)
+        if isinstance(result, BaseModel):
+            dumped: dict[str, Any] = result.model_dump(mode="json")
+            return dumped
+        return dict(result)
+
+
+REGISTRY: dict[str, BusinessTool] = {}
+
+
+def business_tool(*, scope: str, kind: ToolKind) -> Callable[[ToolFunc], BusinessTool]:
+    """Register an async ``(args, ctx)`` function as a business tool; its docstring is required."""
+
+    def register(func: ToolFunc) -> BusinessTool:
+        doc = inspect.getdoc(func)
+        if not doc:
+            raise TypeError(f"tool {func.__name__} needs a docstring: it is what the model reads")
+        hints = get_type_hints(func)
+        args_model = next(iter(v for k, v in hints.items() if k not in ("ctx", "return")))
+        if not (isinstance(args_model, type) and issubclass(args_model, BaseModel)):
+            raise TypeError(f"tool {func.__name__}: first parameter must be a pydantic model")
+        tool = BusinessTool(func.__name__, doc, args_model, scope, kind, func)
+        if tool.name in REGISTRY:
+            raise ValueError(f"tool {tool.name} registered twice")
+        REGISTRY[tool.name] = tool
+        return tool
+
+    return register
+
+
+def get_tool(name: str) -> BusinessTool | None:
+    """The registered tool of that name, loading every tool module first."""
+    load_all()
+    return REGISTRY.get(name)
+
+
+def load_all() -> dict[str, BusinessTool]:
+    """Import every tool module so their registrations run; returns the registry."""
+    from tools import orders, refunds, replies, tickets  # noqa: F401
+
+    return REGISTRY

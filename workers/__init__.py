@@ -1,0 +1,1 @@
+"""The Temporal side: workflows, activities, the worker process and the client factory."""

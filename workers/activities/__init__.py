@@ -1,0 +1,123 @@
+"""Activities that write the database projection and the ledger; every write is an idempotent upsert."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio import activity
+
+from agents.graph import RunContext
+from approvals import audit
+from approvals.models import ApprovalDecision, ApprovalRequest
+from countersign.db import utcnow
+from countersign.models import Run
+from workers.contracts import RequestChange, StatusUpdate
+
+log = logging.getLogger("countersign.workers")
+
+
+class LedgerSink:
+    """The agents' event sink: writes each node event to the audit ledger, once per event id."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self.sessions = sessions
+
+    async def __call__(self, *, event_id: str, type: str, ctx: RunContext, data: dict[str, Any]) -> None:
+        await audit.record(self.sessions, audit.NewEvent(
+            id=event_id, type=type, actor=f"agent:{ctx['agent']}", data=data,
+            tenant_id=ctx["tenant_id"], run_id=ctx["run_id"],
+        ))
+
+
+class RunActivities:
+    """Writes of the workflow's progress into the database."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self.sessions = sessions
+
+    @activity.defn(name="runs.set_status")
+    async def set_status(self, u: StatusUpdate) -> None:
+        """Upsert the run row's status (and output, error, usage); record the transition in the ledger."""
+        info = activity.info()
+        async with self.sessions() as session, session.begin():
+            run = await session.get(Run, u.run.run_id, with_for_update=True)
+            if run is None:
+                # The API's transaction may have failed after the workflow started: the run still gets its row.
+                run = Run(id=u.run.run_id, tenant_id=u.run.tenant_id, agent=u.run.agent, status=u.status,
+                          input=u.run.input, requested_by=u.run.requested_by, request_hash="",
+                          trace_id=u.run.trace_id)
+                session.add(run)
+            if run.status in ("completed", "failed", "cancelled") and u.status != run.status:
+                return
+            run.status = u.status
+            if u.output is not None:
+                run.output = u.output
+            if u.error is not None:
+                run.error = u.error
+            if u.usage is not None:
+                run.input_tokens, run.output_tokens = u.usage.input_tokens, u.usage.output_tokens
+                run.model_calls = u.usage.model_calls
+            run.updated_at = utcnow()
+            data: dict[str, Any] = {"status": u.status}
+            if u.usage is not None:
+                data["usage"] = u.usage.model_dump()
+            await audit.append(session, audit.NewEvent(
+                id=f"{u.run.run_id}:status:{u.status}:{info.workflow_run_id}:{info.activity_id}",
+                type=_RUN_EVENT.get(u.status, "run.status"), actor=f"agent:{u.run.agent}", data=data,
+                tenant_id=u.run.tenant_id, run_id=u.run.run_id, trace_id=u.run.trace_id,
+            ))
+
+
+_RUN_EVENT = {"running": "run.running", "awaiting_approval": "run.awaiting_approval",
+              "completed": "run.completed", "failed": "run.failed", "cancelled": "run.cancelled"}
+
+
+class ApprovalActivities:
+    """Projection of approval requests and decisions, plus the ledger events and the notification."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self.sessions = sessions
+
+    @activity.defn(name="approvals.record")
+    async def record(self, c: RequestChange) -> None:
+        """Upsert the request row (and the decision row); append the ledger event once."""
+        r = c.request
+        info = activity.info()
+        async with self.sessions() as session, session.begin():
+            row = await session.get(ApprovalRequest, r.id, with_for_update=True)
+            if row is None:
+                row = ApprovalRequest(id=r.id, tenant_id=r.tenant_id, run_id=r.run_id, agent=r.agent, tool=r.tool,
+                                      tool_call_id=r.tool_call_id, rule=r.rule, policy_version=r.policy_version,
+                                      requested_by=r.requested_by, created_at=r.created_at, reason=r.reason)
+                session.add(row)
+            row.arguments, row.arguments_hash = r.arguments, r.arguments_hash
+            row.required_roles, row.quorum, row.status = r.roles, r.quorum, r.status
+            row.escalated, row.reminded, row.expires_at = r.escalated, r.reminded, r.expires_at
+            row.outcome = {"approvals": r.approvals, "message": r.message}
+            if r.status != "pending" and row.decided_at is None:
+                row.decided_at = utcnow()
+            if c.decision is not None and c.outcome is not None:
+                d = c.decision
+                if await session.get(ApprovalDecision, d.decision_id) is None:
+                    session.add(ApprovalDecision(
+                        id=d.decision_id, request_id=r.id, tenant_id=r.tenant_id, principal_id=d.principal_id,
+                        action=d.action, arguments=d.arguments, arguments_hash=d.arguments_hash, reason=d.reason,
+                        message=d.message, result_status=c.outcome.request_status,
+                    ))
+            data: dict[str, Any] = {
+                "request_id": r.id, "tool": r.tool, "tool_call_id": r.tool_call_id, "arguments_hash": r.arguments_hash,
+                "rule": r.rule, "policy_version": r.policy_version, "roles": r.roles, "quorum": r.quorum,
+                "status": r.status,
+            }
+            if c.decision is not None:
+                data |= {"decision_id": c.decision.decision_id, "action": c.decision.action,
+                         "reason": c.decision.reason}
+            await audit.append(session, audit.NewEvent(
+                id=f"{r.id}:{c.event}:{c.decision.decision_id if c.decision else info.activity_id}",
+                type=c.event, actor=c.actor, data=data, tenant_id=r.tenant_id, run_id=r.run_id,
+            ))
+        if c.event in ("approval.requested", "approval.reminded", "approval.escalated"):
+            log.info("%s request=%s run=%s tool=%s roles=%s expires_at=%s", c.event, r.id, r.run_id, r.tool,
+                     ",".join(r.roles), r.expires_at.isoformat() if r.expires_at else "-")

@@ -1,0 +1,116 @@
+"""Wire shapes between the API, the workflow and its activities (pydantic, so fields can be added safely)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+TASK_QUEUE = "countersign"
+
+RunStatus = Literal["running", "awaiting_approval", "completed", "failed", "cancelled"]
+DecisionAction = Literal["approve", "edit", "reject", "respond"]
+RequestStatus = Literal["pending", "approved", "rejected", "expired", "responded", "cancelled"]
+
+
+class RunInput(BaseModel):
+    """Everything a run needs, fixed at start."""
+
+    run_id: str
+    tenant_id: str
+    agent: str
+    input: dict[str, Any]
+    requested_by: str
+    trace_id: str | None = None
+
+
+class Usage(BaseModel):
+    """Model usage of a run so far."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    model_calls: int = 0
+
+
+class RunResult(BaseModel):
+    """The workflow's result; the same values land in the run row."""
+
+    status: RunStatus
+    output: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+    usage: Usage = Field(default_factory=Usage)
+
+
+class StatusUpdate(BaseModel):
+    """A change to the run row, written by the ``runs.set_status`` activity."""
+
+    run: RunInput
+    status: RunStatus
+    output: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+    usage: Usage | None = None
+
+
+class GatedRequest(BaseModel):
+    """An approval request as the workflow holds it."""
+
+    id: str
+    run_id: str
+    tenant_id: str
+    agent: str
+    tool: str
+    tool_call_id: str
+    arguments: dict[str, Any]
+    arguments_hash: str
+    reason: str = ""
+    rule: str
+    policy_version: str
+    roles: list[str]
+    quorum: int = 1
+    escalate_to: list[str] = Field(default_factory=list)
+    requested_by: str
+    created_at: dt.datetime
+    expires_at: dt.datetime | None = None
+    remind_at: dt.datetime | None = None
+    escalate_at: dt.datetime | None = None
+    status: RequestStatus = "pending"
+    approvals: list[str] = Field(default_factory=list)
+    reminded: bool = False
+    escalated: bool = False
+    message: str | None = None
+
+
+class DecisionIn(BaseModel):
+    """A person's decision as delivered by the ``decide`` Update (its id is the decision id)."""
+
+    decision_id: str
+    request_id: str
+    principal_id: str
+    principal_roles: list[str]
+    action: DecisionAction
+    arguments_hash: str
+    arguments: dict[str, Any] | None = None
+    reason: str | None = None
+    message: str | None = None
+
+
+class DecisionOutcome(BaseModel):
+    """What a decision did: the request's status after it, and approvals counted so far."""
+
+    decision_id: str
+    request_id: str
+    action: DecisionAction
+    request_status: RequestStatus
+    approvals: int
+    quorum: int
+
+
+class RequestChange(BaseModel):
+    """A change to an approval request row (and the ledger event that records it)."""
+
+    request: GatedRequest
+    event: str
+    actor: str
+    decision: DecisionIn | None = None
+    outcome: DecisionOutcome | None = None

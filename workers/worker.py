@@ -1,0 +1,81 @@
+"""The worker process: every agent's graph, the workflow and the projection activities on one task queue."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable
+from datetime import timedelta
+
+from langchain_core.language_models import BaseChatModel
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.client import Client
+from temporalio.langgraph import LangGraphPlugin
+from temporalio.worker import Worker
+
+from agents.catalog import AGENTS
+from agents.graph import AgentServices, build_graph
+from agents.models import model_factory
+from agents.spec import AgentSpec
+from approvals.policy import PolicyStore
+from countersign.db import make_engine, session_factory
+from countersign.settings import Settings
+from tools.business import BusinessStore
+from workers.activities import ApprovalActivities, LedgerSink, RunActivities
+from workers.client import connect
+from workers.workflows.run import AgentRunWorkflow
+
+log = logging.getLogger("countersign.worker")
+
+
+def build_worker(
+    client: Client,
+    settings: Settings,
+    sessions: async_sessionmaker[AsyncSession],
+    store: BusinessStore,
+    *,
+    task_queue: str | None = None,
+    model_for: Callable[[AgentSpec], BaseChatModel] | None = None,
+) -> Worker:
+    """A worker for every agent in the catalog, bound to these database sessions and this business store."""
+    services = AgentServices(
+        store=store,
+        policy=PolicyStore(settings.policy_path, settings.known_roles()),
+        model_for=model_for or model_factory(settings),
+        events=LedgerSink(sessions),
+        model_timeout=timedelta(seconds=settings.model_timeout_seconds),
+        model_attempts=settings.model_max_attempts,
+        tool_timeout=timedelta(seconds=settings.tool_timeout_seconds),
+        fault_point=settings.fault_point,
+        fault_marker=settings.fault_marker,
+    )
+    plugin = LangGraphPlugin(graphs={name: build_graph(spec, services) for name, spec in AGENTS.items()})
+    runs, approvals = RunActivities(sessions), ApprovalActivities(sessions)
+    return Worker(
+        client,
+        task_queue=task_queue or settings.task_queue,
+        workflows=[AgentRunWorkflow],
+        activities=[runs.set_status, approvals.record],
+        plugins=[plugin],
+        # After a worker dies its sticky queue would hold the next task for 10 s; fall back to the shared
+        # queue quickly instead.
+        sticky_queue_schedule_to_start_timeout=timedelta(seconds=1),
+    )
+
+
+async def serve(settings: Settings) -> None:
+    """Run a worker until SIGINT/SIGTERM."""
+    engine = make_engine(settings.resolved_database_url())
+    store = BusinessStore.from_url(settings.resolved_business_database_url())
+    client = await connect(settings)
+    worker = build_worker(client, settings, session_factory(engine), store)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with worker:
+        log.info("worker polling task queue %s at %s", settings.task_queue, settings.resolved_temporal_address())
+        await stop.wait()
+    await engine.dispose()
+    await store.engine.dispose()

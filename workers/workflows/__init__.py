@@ -1,0 +1,1 @@
+"""Workflow definitions (sandbox-clean modules: no settings, no I/O, no clock)."""

@@ -1,0 +1,199 @@
+"""``AgentRunWorkflow``: runs an agent's graph durably and holds its gated tool calls for people to decide."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.exceptions import ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from langchain_core.messages import HumanMessage
+    from langgraph.checkpoint.memory import InMemorySaver
+    from langgraph.types import Command
+    from temporalio.langgraph import graph
+
+    from workers.contracts import (
+        DecisionIn,
+        DecisionOutcome,
+        GatedRequest,
+        RequestChange,
+        RunInput,
+        RunResult,
+        StatusUpdate,
+        Usage,
+    )
+
+DB_ACTIVITY = {"start_to_close_timeout": timedelta(seconds=30)}
+
+
+def _hash(args: dict[str, Any]) -> str:
+    text = json.dumps(args, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _seconds(value: Any) -> timedelta | None:
+    return None if value is None else timedelta(seconds=int(value))
+
+
+@workflow.defn
+class AgentRunWorkflow:
+    """One agent run: think, gate, wait for people, act, finish; every step recorded in history."""
+
+    def __init__(self) -> None:
+        self._requests: dict[str, GatedRequest] = {}
+        self._changed = False
+        self._cancelled = False
+
+    @workflow.run
+    async def run(self, inp: RunInput) -> RunResult:
+        await self._status(StatusUpdate(run=inp, status="running"))
+        app = graph(inp.agent).compile(checkpointer=InMemorySaver())
+        config: dict[str, Any] = {"configurable": {"thread_id": inp.run_id}, "recursion_limit": 100}
+        context = {"run_id": inp.run_id, "tenant_id": inp.tenant_id, "caller": inp.requested_by, "agent": inp.agent}
+        payload: Any = {"messages": [HumanMessage(content=json.dumps(inp.input, sort_keys=True))]}
+        try:
+            while True:
+                state = await app.ainvoke(payload, config, context=context)
+                interrupts = state.get("__interrupt__")
+                if not interrupts:
+                    break
+                decisions = await self._hold(inp, interrupts[0].value["requests"])
+                payload = Command(resume=decisions)
+        except asyncio.CancelledError:
+            result = RunResult(status="cancelled", error={"reason": "cancelled"})
+            await self._cancel_pending(inp)
+            await self._status(StatusUpdate(run=inp, status="cancelled", error=result.error))
+            raise
+        usage = _usage(state)
+        result = RunResult(status="completed", output=state.get("output"), usage=usage)
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        await self._status(StatusUpdate(run=inp, status="completed", output=result.output, usage=usage))
+        return result
+
+    async def _status(self, update: StatusUpdate) -> None:
+        await workflow.execute_activity("runs.set_status", update, **DB_ACTIVITY)  # type: ignore[call-overload]
+
+    async def _change(self, req: GatedRequest, event: str, actor: str = "system", **kw: Any) -> None:
+        change = RequestChange(request=req.model_copy(deep=True), event=event, actor=actor, **kw)
+        await workflow.execute_activity("approvals.record", change, **DB_ACTIVITY)  # type: ignore[call-overload]
+
+    async def _hold(self, inp: RunInput, proposals: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        """Open one request per gated call, wait until every one is decided or expired, return the outcomes."""
+        now = workflow.now()
+        opened: list[GatedRequest] = []
+        for p in proposals:
+            v = p["verdict"]
+            ttl, remind, escalate = (_seconds(v.get(k)) for k in
+                                     ("ttl_seconds", "remind_after_seconds", "escalate_after_seconds"))
+            req = GatedRequest(
+                id=str(workflow.uuid4()), run_id=inp.run_id, tenant_id=inp.tenant_id, agent=inp.agent,
+                tool=p["tool"], tool_call_id=p["tool_call_id"], arguments=p["arguments"],
+                arguments_hash=_hash(p["arguments"]), reason=p.get("reason") or "", rule=v["rule"],
+                policy_version=v["policy_version"], roles=list(v.get("roles") or []),
+                quorum=int(v.get("quorum") or 1), escalate_to=list(v.get("escalate_to") or []),
+                requested_by=inp.requested_by, created_at=now,
+                expires_at=now + ttl if ttl else None, remind_at=now + remind if remind else None,
+                escalate_at=now + escalate if escalate else None,
+            )
+            self._requests[req.id] = req
+            opened.append(req)
+        for req in opened:
+            await self._change(req, "approval.requested", actor="agent:" + inp.agent)
+        await self._status(StatusUpdate(run=inp, status="awaiting_approval"))
+        while any(r.status == "pending" for r in opened):
+            timeout = self._next_timer(opened)
+            self._changed = False
+            try:
+                await workflow.wait_condition(
+                    lambda: self._changed or all(r.status != "pending" for r in opened),
+                    timeout=timeout,
+                )
+            except asyncio.TimeoutError:
+                pass
+            await self._fire_timers(opened)
+        await self._status(StatusUpdate(run=inp, status="running"))
+        return {
+            r.tool_call_id: {"status": r.status, "request_id": r.id, "arguments": r.arguments, "message": r.message}
+            for r in opened
+        }
+
+    def _next_timer(self, reqs: list[GatedRequest]) -> timedelta | None:
+        now = workflow.now()
+        due = [t for r in reqs if r.status == "pending" for t in (
+            r.expires_at, None if r.reminded else r.remind_at, None if r.escalated else r.escalate_at) if t]
+        return max(min(due) - now, timedelta(milliseconds=1)) if due else None
+
+    async def _fire_timers(self, reqs: list[GatedRequest]) -> None:
+        now = workflow.now()
+        for r in reqs:
+            if r.status != "pending":
+                continue
+            if r.expires_at and now >= r.expires_at:
+                r.status, r.message = "expired", "no decision before the request expired"
+                await self._change(r, "approval.expired")
+                continue
+            if r.remind_at and not r.reminded and now >= r.remind_at:
+                r.reminded = True
+                await self._change(r, "approval.reminded")
+            if r.escalate_at and not r.escalated and now >= r.escalate_at:
+                r.escalated = True
+                r.roles = sorted(set(r.roles) | set(r.escalate_to))
+                await self._change(r, "approval.escalated")
+
+    async def _cancel_pending(self, inp: RunInput) -> None:
+        for r in self._requests.values():
+            if r.status == "pending":
+                r.status = "cancelled"
+                await self._change(r, "approval.cancelled")
+
+    @workflow.update
+    async def decide(self, d: DecisionIn) -> DecisionOutcome:
+        """Apply one person's decision; the checks and the state change happen before any await, so
+        concurrent decisions are ordered and only one can complete a request."""
+        req = self._requests.get(d.request_id)
+        if req is None or req.status != "pending":
+            raise ApplicationError("the request is no longer pending", type="already_decided", non_retryable=True)
+        if d.arguments_hash != req.arguments_hash:
+            raise ApplicationError("the arguments changed since you saw them", type="stale_arguments",
+                                   non_retryable=True)
+        if not set(d.principal_roles) & set(req.roles):
+            raise ApplicationError("you hold none of the roles this request needs", type="forbidden",
+                                   non_retryable=True)
+        if d.principal_id == req.requested_by:
+            raise ApplicationError("the run's requester may not decide its approvals", type="forbidden",
+                                   non_retryable=True)
+        if d.action in ("approve", "edit") and d.principal_id in req.approvals:
+            raise ApplicationError("you already approved this request", type="already_decided",
+                                   non_retryable=True)
+        if d.action == "edit":
+            assert d.arguments is not None
+            # An edit is an approval of new arguments: earlier approvals were of other arguments.
+            req.arguments, req.arguments_hash, req.approvals = d.arguments, _hash(d.arguments), []
+        if d.action in ("approve", "edit"):
+            req.approvals.append(d.principal_id)
+            if len(req.approvals) >= req.quorum:
+                req.status = "approved"
+        elif d.action == "reject":
+            req.status, req.message = "rejected", d.reason
+        else:
+            req.status, req.message = "responded", d.message
+        self._changed = True
+        outcome = DecisionOutcome(decision_id=d.decision_id, request_id=req.id, action=d.action,
+                                  request_status=req.status, approvals=len(req.approvals), quorum=req.quorum)
+        await self._change(req, "approval.decided", actor=d.principal_id, decision=d, outcome=outcome)
+        return outcome
+
+    @decide.validator
+    def _validate(self, d: DecisionIn) -> None:
+        req = self._requests.get(d.request_id)
+        if req is None or req.status != "pending":
+            raise ApplicationError("the request is no longer pending", type="already_decided")
+
+
+def _usage(state: dict[str, Any]) -> Usage:
+    return Usage.model_validate(state.get("usage") or {})
