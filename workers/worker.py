@@ -56,7 +56,7 @@ def build_worker(
         client,
         task_queue=task_queue or settings.task_queue,
         workflows=[AgentRunWorkflow],
-        activities=[runs.set_status, approvals.record],
+        activities=[runs.set_status, approvals.open, approvals.record],
         plugins=[plugin],
         # After a worker dies its sticky queue would hold the next task for 10 s; fall back to the shared
         # queue quickly instead.

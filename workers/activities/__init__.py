@@ -13,7 +13,7 @@ from approvals import audit
 from approvals.models import ApprovalDecision, ApprovalRequest
 from countersign.db import utcnow
 from countersign.models import Run
-from workers.contracts import RequestChange, StatusUpdate
+from workers.contracts import GatedRequest, OpenRequests, RequestChange, StatusUpdate
 
 log = logging.getLogger("countersign.workers")
 
@@ -80,44 +80,71 @@ class ApprovalActivities:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self.sessions = sessions
 
+    @activity.defn(name="approvals.open")
+    async def open(self, o: OpenRequests) -> None:
+        """Record every request of a model turn and mark the run awaiting approval, in one transaction."""
+        async with self.sessions() as session, session.begin():
+            for req in o.requests:
+                await self._apply(session, RequestChange(request=req, event="approval.requested",
+                                                         actor=f"agent:{req.agent}"))
+            run = await session.get(Run, o.run.run_id, with_for_update=True)
+            if run is not None and run.status == "running":
+                run.status, run.updated_at = "awaiting_approval", utcnow()
+                await audit.append(session, audit.NewEvent(
+                    id=f"{o.run.run_id}:awaiting:{o.requests[0].id}", type="run.awaiting_approval",
+                    actor=f"agent:{o.run.agent}", data={"status": "awaiting_approval",
+                                                        "requests": [r.id for r in o.requests]},
+                    tenant_id=o.run.tenant_id, run_id=o.run.run_id, trace_id=o.run.trace_id,
+                ))
+        for req in o.requests:
+            _notify("approval.requested", req)
+
     @activity.defn(name="approvals.record")
     async def record(self, c: RequestChange) -> None:
         """Upsert the request row (and the decision row); append the ledger event once."""
+        async with self.sessions() as session, session.begin():
+            await self._apply(session, c)
+        if c.event in ("approval.reminded", "approval.escalated"):
+            _notify(c.event, c.request)
+
+    async def _apply(self, session: AsyncSession, c: RequestChange) -> None:
         r = c.request
         info = activity.info()
-        async with self.sessions() as session, session.begin():
-            row = await session.get(ApprovalRequest, r.id, with_for_update=True)
-            if row is None:
-                row = ApprovalRequest(id=r.id, tenant_id=r.tenant_id, run_id=r.run_id, agent=r.agent, tool=r.tool,
-                                      tool_call_id=r.tool_call_id, rule=r.rule, policy_version=r.policy_version,
-                                      requested_by=r.requested_by, created_at=r.created_at, reason=r.reason)
-                session.add(row)
-            row.arguments, row.arguments_hash = r.arguments, r.arguments_hash
-            row.required_roles, row.quorum, row.status = r.roles, r.quorum, r.status
-            row.escalated, row.reminded, row.expires_at = r.escalated, r.reminded, r.expires_at
-            row.outcome = {"approvals": r.approvals, "message": r.message}
-            if r.status != "pending" and row.decided_at is None:
-                row.decided_at = utcnow()
-            if c.decision is not None and c.outcome is not None:
-                d = c.decision
-                if await session.get(ApprovalDecision, d.decision_id) is None:
-                    session.add(ApprovalDecision(
-                        id=d.decision_id, request_id=r.id, tenant_id=r.tenant_id, principal_id=d.principal_id,
-                        action=d.action, arguments=d.arguments, arguments_hash=d.arguments_hash, reason=d.reason,
-                        message=d.message, result_status=c.outcome.request_status,
-                    ))
-            data: dict[str, Any] = {
-                "request_id": r.id, "tool": r.tool, "tool_call_id": r.tool_call_id, "arguments_hash": r.arguments_hash,
-                "rule": r.rule, "policy_version": r.policy_version, "roles": r.roles, "quorum": r.quorum,
-                "status": r.status,
-            }
-            if c.decision is not None:
-                data |= {"decision_id": c.decision.decision_id, "action": c.decision.action,
-                         "reason": c.decision.reason}
-            await audit.append(session, audit.NewEvent(
-                id=f"{r.id}:{c.event}:{c.decision.decision_id if c.decision else info.activity_id}",
-                type=c.event, actor=c.actor, data=data, tenant_id=r.tenant_id, run_id=r.run_id,
-            ))
-        if c.event in ("approval.requested", "approval.reminded", "approval.escalated"):
-            log.info("%s request=%s run=%s tool=%s roles=%s expires_at=%s", c.event, r.id, r.run_id, r.tool,
-                     ",".join(r.roles), r.expires_at.isoformat() if r.expires_at else "-")
+        row = await session.get(ApprovalRequest, r.id, with_for_update=True)
+        if row is None:
+            row = ApprovalRequest(id=r.id, tenant_id=r.tenant_id, run_id=r.run_id, agent=r.agent, tool=r.tool,
+                                  tool_call_id=r.tool_call_id, rule=r.rule, policy_version=r.policy_version,
+                                  requested_by=r.requested_by, created_at=r.created_at, reason=r.reason)
+            session.add(row)
+        row.arguments, row.arguments_hash = r.arguments, r.arguments_hash
+        row.required_roles, row.quorum, row.status = r.roles, r.quorum, r.status
+        row.escalated, row.reminded, row.expires_at = r.escalated, r.reminded, r.expires_at
+        row.outcome = {"approvals": r.approvals, "message": r.message}
+        if r.status != "pending" and row.decided_at is None:
+            row.decided_at = utcnow()
+        if c.decision is not None and c.outcome is not None:
+            d = c.decision
+            if await session.get(ApprovalDecision, d.decision_id) is None:
+                session.add(ApprovalDecision(
+                    id=d.decision_id, request_id=r.id, tenant_id=r.tenant_id, principal_id=d.principal_id,
+                    action=d.action, arguments=d.arguments, arguments_hash=d.arguments_hash, reason=d.reason,
+                    message=d.message, result_status=c.outcome.request_status,
+                ))
+        data: dict[str, Any] = {
+            "request_id": r.id, "tool": r.tool, "tool_call_id": r.tool_call_id, "arguments_hash": r.arguments_hash,
+            "rule": r.rule, "policy_version": r.policy_version, "roles": r.roles, "quorum": r.quorum,
+            "status": r.status,
+        }
+        if c.decision is not None:
+            data |= {"decision_id": c.decision.decision_id, "action": c.decision.action,
+                     "reason": c.decision.reason}
+        await audit.append(session, audit.NewEvent(
+            id=f"{r.id}:{c.event}:{c.decision.decision_id if c.decision else info.activity_id}",
+            type=c.event, actor=c.actor, data=data, tenant_id=r.tenant_id, run_id=r.run_id,
+        ))
+
+
+def _notify(event: str, r: GatedRequest) -> None:
+    # Ids and roles only: arguments may hold personal data.
+    log.info("%s request=%s run=%s tool=%s roles=%s expires_at=%s", event, r.id, r.run_id, r.tool,
+             ",".join(r.roles), r.expires_at.isoformat() if r.expires_at else "-")

@@ -21,6 +21,7 @@ with workflow.unsafe.imports_passed_through():
         DecisionIn,
         DecisionOutcome,
         GatedRequest,
+        OpenRequests,
         RequestChange,
         RunInput,
         RunResult,
@@ -102,9 +103,8 @@ class AgentRunWorkflow:
             )
             self._requests[req.id] = req
             opened.append(req)
-        for req in opened:
-            await self._change(req, "approval.requested", actor="agent:" + inp.agent)
-        await self._status(StatusUpdate(run=inp, status="awaiting_approval"))
+        opening = OpenRequests(run=inp, requests=[r.model_copy(deep=True) for r in opened])
+        await workflow.execute_activity("approvals.open", opening, **DB_ACTIVITY)  # type: ignore[call-overload]
         while any(r.status == "pending" for r in opened):
             timeout = self._next_timer(opened)
             self._changed = False

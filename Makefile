@@ -1,0 +1,29 @@
+# Two commands for a fresh clone: `make run` (install, start the stack, run the demo) and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: install run test lint lock clean
+
+$(BIN)/uv:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip uv
+
+install: $(BIN)/uv
+	VIRTUAL_ENV=$(VENV) $(BIN)/uv sync --frozen --all-extras --active
+
+run: install
+	$(BIN)/countersign dev --demo
+
+test: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+	$(BIN)/pytest
+
+lock: $(BIN)/uv
+	$(BIN)/uv lock
+
+clean:
+	rm -rf $(VENV) .countersign

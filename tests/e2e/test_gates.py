@@ -1,0 +1,195 @@
+"""Approval gates end to end: pause, decide (approve, edit, reject, respond), authorisation, exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+from langchain_core.messages import AIMessage, BaseMessage
+from sqlalchemy import func, select
+
+from agents.playbook import tool_results
+from agents.scripted import ScriptedChatModel
+from agents.spec import AgentSpec
+from api.auth import create_key
+from approvals.audit import AuditEvent
+from tests.conftest import Stack
+from tools.business import Refund
+
+
+async def refunds(stack: Stack, order_id: str = "O-5002") -> list[Refund]:
+    async with stack.store.sessions() as s:
+        return list((await s.scalars(select(Refund).where(Refund.order_id == order_id))).all())
+
+
+async def decide(stack: Stack, item: dict[str, Any], key: str, **body: Any) -> Any:
+    payload = {"action": "approve", "arguments_hash": item["arguments_hash"], **body}
+    return await stack.http.post(f"/v1/approvals/{item['id']}/decisions", json=payload, headers=stack.auth(key))
+
+
+async def test_refund_pauses_then_one_approval_issues_exactly_one_refund(stack: Stack) -> None:
+    run = await stack.start("support_drafting", {"ticket_id": "T-1002"})
+    [item] = await stack.pending(run["id"])
+    got = (await stack.http.get(f"/v1/runs/{run['id']}", headers=stack.auth("trigger"))).json()
+    assert got["status"] == "awaiting_approval"
+    assert item["tool"] == "issue_refund" and item["arguments"]["amount"] == 250.0
+    assert item["rule"] == "refund-needs-finance" and item["quorum"] == 1
+    assert item["policy_version"] and "approver:finance" in item["required_roles"]
+    assert item["reason"] and item["expires_at"]
+    assert await refunds(stack) == []
+
+    r = await decide(stack, item, "alice")
+    assert r.status_code == 201, r.text
+    assert r.json()["request_status"] == "approved"
+    done = await stack.result(run["id"])
+    assert done["status"] == "completed"
+    assert "refunded 250.00" in done["output"]["reply"]
+    [refund] = await refunds(stack)
+    assert refund.amount == 250.0 and refund.idempotency_key == item["id"]
+
+    again = await decide(stack, item, "alice")
+    assert again.status_code == 200 and again.json()["decision_id"] == r.json()["decision_id"]
+    late = await decide(stack, item, "bob", action="reject", reason="too late")
+    assert late.status_code == 409 and late.json()["type"].endswith("/already_decided")
+    shown = (await stack.http.get(f"/v1/approvals/{item['id']}", headers=stack.auth("auditor"))).json()
+    assert shown["status"] == "approved" and [d["action"] for d in shown["decisions"]] == ["approve"]
+    async with stack.sessions() as s:
+        types = list(await s.scalars(select(AuditEvent.type).where(AuditEvent.run_id == run["id"])))
+    assert {"approval.requested", "approval.decided", "tool.executed"} <= set(types)
+
+
+async def test_reject_never_runs_and_the_run_explains(stack: Stack) -> None:
+    run = await stack.start("support_drafting", {"ticket_id": "T-1002"})
+    [item] = await stack.pending(run["id"])
+    no_reason = await decide(stack, item, "alice", action="reject")
+    assert no_reason.status_code == 422 and "reason" in no_reason.json()["detail"]
+    r = await decide(stack, item, "alice", action="reject", reason="damage not shown in photos")
+    assert r.status_code == 201 and r.json()["request_status"] == "rejected"
+    done = await stack.result(run["id"])
+    assert done["status"] == "completed"
+    assert "damage not shown in photos" in done["output"]["reply"]
+    assert await refunds(stack) == []
+    shown = (await stack.http.get(f"/v1/approvals/{item['id']}", headers=stack.auth("alice"))).json()
+    assert shown["status"] == "rejected"
+
+
+async def test_edit_runs_exactly_the_edited_arguments(stack: Stack) -> None:
+    run = await stack.start("support_drafting", {"ticket_id": "T-1002"})
+    [item] = await stack.pending(run["id"])
+    edited = {**item["arguments"], "amount": 120.0}
+    bad = await decide(stack, item, "alice", action="edit", arguments={**edited, "amount": -5})
+    assert bad.status_code == 422 and "arguments.amount" in bad.json()["detail"]
+    r = await decide(stack, item, "alice", action="edit", arguments=edited)
+    assert r.status_code == 201 and r.json()["request_status"] == "approved"
+    done = await stack.result(run["id"])
+    assert "refunded 120.00" in done["output"]["reply"]
+    [refund] = await refunds(stack)
+    assert refund.amount == 120.0
+
+
+async def test_respond_sends_the_message_to_the_agent_instead(stack: Stack) -> None:
+    run = await stack.start("support_drafting", {"ticket_id": "T-1002"})
+    [item] = await stack.pending(run["id"])
+    r = await decide(stack, item, "bob", action="respond", message="offer a replacement base instead")
+    assert r.status_code == 201 and r.json()["request_status"] == "responded"
+    done = await stack.result(run["id"])
+    assert "offer a replacement base instead" in done["output"]["reply"]
+    assert await refunds(stack) == []
+
+
+async def test_who_may_decide(stack: Stack) -> None:
+    # A principal who triggers runs and also approves: separation of duties still refuses its own run.
+    async with stack.sessions() as s, s.begin():
+        _, both = await create_key(s, tenant_id="acme", name="both", roles=["trigger", "approver:finance"])
+    stack.keys["both"] = both
+    run = await stack.start("support_drafting", {"ticket_id": "T-1002"}, key="both")
+    [item] = await stack.pending(run["id"])
+    own = await decide(stack, item, "both")
+    assert own.status_code == 403 and own.json()["type"].endswith("/forbidden")
+    wrong_role = await decide(stack, item, "logistics")
+    assert wrong_role.status_code == 403
+    trigger_only = await decide(stack, item, "trigger")
+    assert trigger_only.status_code == 403
+    stale = await decide(stack, {**item, "arguments_hash": "0" * 64}, "alice")
+    assert stale.status_code == 409 and stale.json()["type"].endswith("/stale_arguments")
+    assert (await decide(stack, item, "alice")).status_code == 201
+    await stack.result(run["id"])
+    assert len(await refunds(stack)) == 1
+
+
+async def test_quorum_two_needs_two_distinct_approvers(stack: Stack) -> None:
+    run = await stack.start("support_drafting", {"ticket_id": "T-1004"})
+    [item] = await stack.pending(run["id"])
+    assert item["quorum"] == 2 and item["rule"] == "refund-large-two-approvers"
+    first = await decide(stack, item, "bob")
+    assert first.status_code == 201 and first.json()["request_status"] == "pending"
+    twice = await decide(stack, item, "bob", reason="again")
+    assert twice.status_code == 409
+    assert await refunds(stack, "O-5004") == []
+    second = await decide(stack, item, "carol")
+    assert second.status_code == 201 and second.json()["request_status"] == "approved"
+    await stack.result(run["id"])
+    [refund] = await refunds(stack, "O-5004")
+    assert refund.amount == 3100.0
+
+
+async def test_fifty_concurrent_decisions_have_exactly_one_outcome(stack: Stack) -> None:
+    run = await stack.start("support_drafting", {"ticket_id": "T-1002"})
+    [item] = await stack.pending(run["id"])
+    bodies = [{"action": "reject", "reason": f"reason {i}"} if i % 2 else {"reason": f"ok {i}"} for i in range(50)]
+    responses = await asyncio.gather(*(decide(stack, item, "alice" if i % 3 else "bob", **b)
+                                       for i, b in enumerate(bodies)))
+    codes = sorted(r.status_code for r in responses)
+    assert codes.count(201) == 1 and codes.count(409) == 49, codes
+    await stack.result(run["id"])
+    shown = (await stack.http.get(f"/v1/approvals/{item['id']}", headers=stack.auth("alice"))).json()
+    assert len(shown["decisions"]) == 1
+    assert len(await refunds(stack)) == (1 if shown["status"] == "approved" else 0)
+
+
+def _parallel_refunds(messages: Sequence[BaseMessage]) -> AIMessage:
+    results = tool_results(messages)
+    if "issue_refund" in results:
+        lines = [f"{status}: {content}" for status, content in results["issue_refund"]]
+        return AIMessage(content="\n".join(lines))
+    order = "O-5002"
+    calls = [{"name": "issue_refund", "args": {"order_id": order, "amount": a, "reason": f"part {a}"},
+              "id": f"call_{a}"} for a in (100.0, 150.0)]
+    calls.append({"name": "wire_money", "args": {"to": "attacker", "amount": 1e6}, "id": "call_wire"})
+    return AIMessage(content="Two partial refunds.", tool_calls=calls)  # type: ignore[arg-type]
+
+
+def scripted(playbook: Any) -> Any:
+    return lambda spec: ScriptedChatModel(playbook=playbook)
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_parallel_calls_mixed_decisions_and_blocked_tool(make_stack: Any, db_url: str) -> None:
+    async with make_stack(db_url, model_for=scripted(_parallel_refunds)) as stack:
+        run = await stack.start("support_drafting", {"ticket_id": "T-1002"})
+        items = sorted(await stack.pending(run["id"], 2), key=lambda i: i["arguments"]["amount"])
+        assert [i["arguments"]["amount"] for i in items] == [100.0, 150.0]
+        assert (await decide(stack, items[0], "alice")).status_code == 201
+        assert await refunds(stack) == []  # nothing in the turn runs until every gated call is decided
+        assert (await decide(stack, items[1], "alice", action="reject", reason="one is enough")).status_code == 201
+        done = await stack.result(run["id"])
+        assert [r.amount for r in await refunds(stack)] == [100.0]
+        assert "one is enough" in done["output"]["reply"]
+        async with stack.sessions() as s:
+            blocked = list(await s.scalars(select(AuditEvent).where(AuditEvent.type == "tool.blocked")))
+        assert [b.data["tool"] for b in blocked] == ["wire_money"]
+        assert "no tool named 'wire_money'" in str(blocked[0].data["reason"])
+
+
+async def _count(stack: Stack, model: Any) -> int:
+    async with stack.sessions() as s:
+        return int(await s.scalar(select(func.count()).select_from(model)) or 0)
+
+
+def test_agent_specs_only_offer_granted_tools() -> None:
+    from agents.catalog import AGENTS
+
+    spec: AgentSpec = AGENTS["support_drafting"]
+    assert set(spec.tools()) == {"get_ticket", "get_order", "issue_refund", "send_customer_reply"}
