@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -77,6 +76,7 @@ class AgentServices:
     policy: PolicyStore
     model_for: Callable[[AgentSpec], BaseChatModel]
     events: EventSink
+    task_queue: str = "countersign"
     model_timeout: timedelta = timedelta(seconds=60)
     model_attempts: int = 3
     tool_timeout: timedelta = timedelta(seconds=30)
@@ -218,7 +218,8 @@ async def run_tools(state: AgentState, runtime: Runtime[RunContext], config: Run
                 data={"tool": tool.name, "tool_call_id": call_id, "idempotency_key": key,
                       "arguments_hash": canonical_hash(args), "result_hash": canonical_hash(result)},
             )
-            await services.fault("after_effect")
+            if tool.kind == "write":
+                await services.fault("after_effect")
             content = json.dumps(result, default=str)
         out.append(ToolMessage(content=content, tool_call_id=call_id, name=call["name"], status=status))
     return {"messages": out}
@@ -232,7 +233,9 @@ async def after_model(state: AgentState) -> Literal["policy", "__end__"]:
 
 def build_graph(spec: AgentSpec, services: AgentServices) -> StateGraph[Any, Any, Any, Any]:
     """The agent's graph, its activity nodes bound to this worker's services."""
-    sid = f"{spec.name}:{uuid.uuid4().hex}"
+    # Every worker on a task queue serves the same graphs, so (task queue, agent) names the binding the same
+    # way in every process: an activity retried on another worker finds its services there too.
+    sid = f"{services.task_queue}:{spec.name}"
     _SERVICES[sid] = (services, spec)
     bind = {_META_KEY: sid}
     retry = RetryPolicy(maximum_attempts=services.model_attempts)

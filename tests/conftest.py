@@ -269,7 +269,7 @@ def worker_process(stack: Stack, **env: str) -> subprocess.Popen[bytes]:
         **env,
     }
     return subprocess.Popen([sys.executable, "-m", "countersign.cli", "worker"], env=full,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=subprocess.DEVNULL, stderr=open(stack.settings.data_dir / f"worker-{uuid.uuid4().hex[:6]}.log", "wb"))
 
 
 async def wait_for_file(path: Path, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:

@@ -39,7 +39,9 @@ def build_worker(
     model_for: Callable[[AgentSpec], BaseChatModel] | None = None,
 ) -> Worker:
     """A worker for every agent in the catalog, bound to these database sessions and this business store."""
+    queue = task_queue or settings.task_queue
     services = AgentServices(
+        task_queue=queue,
         store=store,
         policy=PolicyStore(settings.policy_path, settings.known_roles()),
         model_for=model_for or model_factory(settings),
@@ -54,7 +56,7 @@ def build_worker(
     runs, approvals = RunActivities(sessions), ApprovalActivities(sessions)
     return Worker(
         client,
-        task_queue=task_queue or settings.task_queue,
+        task_queue=queue,
         workflows=[AgentRunWorkflow],
         activities=[runs.set_status, approvals.open, approvals.record],
         plugins=[plugin],
