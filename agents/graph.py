@@ -8,18 +8,26 @@ The gate has its own node before the tools node because LangGraph re-runs a whol
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal, Protocol, TypedDict
 
 from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import (
+    AIMessage,
+    AnyMessage,
+    BaseMessage,
+    SystemMessage,
+    ToolMessage,
+    convert_to_messages,
+)
 from langchain_core.runnables import RunnableConfig
-from langchain_core.messages import AIMessage, AnyMessage, SystemMessage, ToolMessage, convert_to_messages
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.message import add_messages
 from langgraph.runtime import Runtime
@@ -87,17 +95,15 @@ class AgentServices:
         """Test-only: at the configured point, announce it through the marker file and hang until killed."""
         if self.fault_point != point or not self.fault_marker:
             return
-        Path(self.fault_marker).write_text(str(os.getpid()))
+        await asyncio.to_thread(Path(self.fault_marker).write_text, str(os.getpid()))
         await _forever()
 
 
 async def _forever() -> None:
-    import asyncio
-
     await asyncio.Event().wait()
 
 
-def _last_ai(messages: list[AnyMessage]) -> AIMessage | None:
+def _last_ai(messages: Sequence[BaseMessage]) -> AIMessage | None:
     for m in reversed(messages):
         if isinstance(m, AIMessage):
             return m
@@ -114,7 +120,9 @@ def _bound(config: RunnableConfig) -> tuple[AgentServices, AgentSpec]:
     return _SERVICES[str((config.get("metadata") or {})[_META_KEY])]
 
 
-async def call_model(state: AgentState, runtime: Runtime[RunContext], config: RunnableConfig) -> dict[str, Any]:
+async def call_model(
+    state: AgentState, runtime: Runtime[RunContext], config: RunnableConfig
+) -> dict[str, Any]:
     """Ask the model for its next message; a message with no tool calls finishes the run."""
     services, spec = _bound(config)
     messages = convert_to_messages(state.get("messages", []))
@@ -124,16 +132,21 @@ async def call_model(state: AgentState, runtime: Runtime[RunContext], config: Ru
         ai = AIMessage(content=f"Stopped: the agent reached its limit of {spec.max_steps} model turns.")
     else:
         ai = await model.ainvoke([SystemMessage(spec.prompt), *messages])
-    meta = ai.usage_metadata or {}
-    usage = {"input_tokens": int(meta.get("input_tokens", 0)), "output_tokens": int(meta.get("output_tokens", 0)),
-             "model_calls": 1}
+    meta: dict[str, Any] = dict(ai.usage_metadata or {})
+    usage = {
+        "input_tokens": int(meta.get("input_tokens", 0)),
+        "output_tokens": int(meta.get("output_tokens", 0)),
+        "model_calls": 1,
+    }
     update: dict[str, Any] = {"messages": [ai], "usage": usage}
     if not ai.tool_calls:
         update["output"] = spec.finish([*messages, ai])
     return update
 
 
-async def evaluate_policy(state: AgentState, runtime: Runtime[RunContext], config: RunnableConfig) -> dict[str, Any]:
+async def evaluate_policy(
+    state: AgentState, runtime: Runtime[RunContext], config: RunnableConfig
+) -> dict[str, Any]:
     """A verdict for every proposed tool call: out of scope or invalid → deny, else what the policy says."""
     services, spec = _bound(config)
     granted, all_tools = spec.tools(), load_all()
@@ -159,18 +172,33 @@ async def evaluate_policy(state: AgentState, runtime: Runtime[RunContext], confi
                 reason = f"invalid arguments: {e.errors(include_url=False, include_input=False)}"
                 verdict = Verdict(outcome="deny", rule="schema", policy_version=policy.version, reason=reason)
             else:
-                verdict = policy.evaluate(tool=tool.name, kind=tool.kind, args=dict(call["args"]), agent=spec.name,
-                                          tenant=ctx["tenant_id"], caller=ctx["caller"])
+                verdict = policy.evaluate(
+                    tool=tool.name,
+                    kind=tool.kind,
+                    args=dict(call["args"]),
+                    agent=spec.name,
+                    tenant=ctx["tenant_id"],
+                    caller=ctx["caller"],
+                )
         verdicts[call_id] = verdict.to_dict()
         data = {
-            "tool": call["name"], "tool_call_id": call_id, "arguments_hash": canonical_hash(call["args"]),
-            "verdict": verdict.outcome, "rule": verdict.rule, "policy_version": verdict.policy_version,
+            "tool": call["name"],
+            "tool_call_id": call_id,
+            "arguments_hash": canonical_hash(call["args"]),
+            "verdict": verdict.outcome,
+            "rule": verdict.rule,
+            "policy_version": verdict.policy_version,
         }
-        await services.events(event_id=f"{ctx['run_id']}:{call_id}:proposed", type="tool.proposed", ctx=ctx,
-                              data=data)
+        await services.events(
+            event_id=f"{ctx['run_id']}:{call_id}:proposed", type="tool.proposed", ctx=ctx, data=data
+        )
         if verdict.outcome == "deny":
-            await services.events(event_id=f"{ctx['run_id']}:{call_id}:blocked", type="tool.blocked", ctx=ctx,
-                                  data={**data, "reason": verdict.reason})
+            await services.events(
+                event_id=f"{ctx['run_id']}:{call_id}:blocked",
+                type="tool.blocked",
+                ctx=ctx,
+                data={**data, "reason": verdict.reason},
+            )
     return {"verdicts": verdicts, "decisions": {}}
 
 
@@ -179,8 +207,13 @@ async def gate(state: AgentState) -> dict[str, Any]:
     ai = _last_ai(convert_to_messages(state.get("messages", [])))
     verdicts = state.get("verdicts", {})
     pending = [
-        {"tool_call_id": str(c["id"]), "tool": c["name"], "arguments": c["args"],
-         "verdict": verdicts[str(c["id"])], "reason": str(ai.content) if ai else ""}
+        {
+            "tool_call_id": str(c["id"]),
+            "tool": c["name"],
+            "arguments": c["args"],
+            "verdict": verdicts[str(c["id"])],
+            "reason": str(ai.content) if ai else "",
+        }
         for c in (ai.tool_calls if ai else [])
         if verdicts.get(str(c["id"]), {}).get("outcome") == "require_approval"
     ]
@@ -190,8 +223,10 @@ async def gate(state: AgentState) -> dict[str, Any]:
     return {"decisions": decisions}
 
 
-async def run_tools(state: AgentState, runtime: Runtime[RunContext], config: RunnableConfig) -> dict[str, Any]:
-    """Run allowed and approved calls (exactly the approved arguments); explain every call that did not run."""
+async def run_tools(
+    state: AgentState, runtime: Runtime[RunContext], config: RunnableConfig
+) -> dict[str, Any]:
+    """Run allowed and approved calls with exactly the approved arguments; explain every call not run."""
     services, spec = _bound(config)
     granted = spec.tools()
     ctx = runtime.context
@@ -201,22 +236,37 @@ async def run_tools(state: AgentState, runtime: Runtime[RunContext], config: Run
     out: list[ToolMessage] = []
     for call in ai.tool_calls if ai else []:
         call_id = str(call["id"])
-        content, status, key, args = _resolve(verdicts.get(call_id, {}), decisions.get(call_id), ctx, call_id,
-                                              call["args"])
+        content, status, key, args = _resolve(
+            verdicts.get(call_id, {}), decisions.get(call_id), ctx, call_id, call["args"]
+        )
         if key is not None:
             tool = granted[call["name"]]
             await services.fault("before_tool")
             try:
-                result = await tool.run(args, ToolContext(
-                    tenant_id=ctx["tenant_id"], caller=ctx["caller"], run_id=ctx["run_id"], agent=spec.name,
-                    idempotency_key=key, store=services.store,
-                ))
+                result = await tool.run(
+                    args,
+                    ToolContext(
+                        tenant_id=ctx["tenant_id"],
+                        caller=ctx["caller"],
+                        run_id=ctx["run_id"],
+                        agent=spec.name,
+                        idempotency_key=key,
+                        store=services.store,
+                    ),
+                )
             except ValueError as e:  # pydantic's ValidationError included: the model gets the reason back
                 result, status = {"error": str(e)}, "error"
             await services.events(
-                event_id=f"{key}:executed", type="tool.executed", ctx=ctx,
-                data={"tool": tool.name, "tool_call_id": call_id, "idempotency_key": key,
-                      "arguments_hash": canonical_hash(args), "result_hash": canonical_hash(result)},
+                event_id=f"{key}:executed",
+                type="tool.executed",
+                ctx=ctx,
+                data={
+                    "tool": tool.name,
+                    "tool_call_id": call_id,
+                    "idempotency_key": key,
+                    "arguments_hash": canonical_hash(args),
+                    "result_hash": canonical_hash(result),
+                },
             )
             if tool.kind == "write":
                 await services.fault("after_effect")
@@ -228,7 +278,7 @@ async def run_tools(state: AgentState, runtime: Runtime[RunContext], config: Run
 async def after_model(state: AgentState) -> Literal["policy", "__end__"]:
     """Route: tool calls go to the policy, a plain answer ends the run (async: the workflow loop needs it)."""
     ai = _last_ai(convert_to_messages(state.get("messages", [])))
-    return "policy" if ai is not None and ai.tool_calls else END
+    return "policy" if ai is not None and ai.tool_calls else "__end__"
 
 
 def build_graph(spec: AgentSpec, services: AgentServices) -> StateGraph[Any, Any, Any, Any]:
@@ -240,15 +290,39 @@ def build_graph(spec: AgentSpec, services: AgentServices) -> StateGraph[Any, Any
     bind = {_META_KEY: sid}
     retry = RetryPolicy(maximum_attempts=services.model_attempts)
     g: StateGraph[Any, Any, Any, Any] = StateGraph(AgentState, context_schema=RunContext)
-    g.add_node("model", call_model, metadata={
-        **bind, "execute_in": "activity", "start_to_close_timeout": services.model_timeout, "retry_policy": retry,
-        "summary": f"{spec.name}: model"})
-    g.add_node("policy", evaluate_policy, metadata={
-        **bind, "execute_in": "activity", "start_to_close_timeout": timedelta(seconds=30),
-        "summary": "policy verdicts"})
+    # LangGraph's stubs lack an overload for (state, runtime, config) nodes, which it runs fine.
+    g.add_node(  # type: ignore[call-overload]
+        "model",
+        call_model,
+        metadata={
+            **bind,
+            "execute_in": "activity",
+            "start_to_close_timeout": services.model_timeout,
+            "retry_policy": retry,
+            "summary": f"{spec.name}: model",
+        },
+    )
+    g.add_node(  # type: ignore[call-overload]
+        "policy",
+        evaluate_policy,
+        metadata={
+            **bind,
+            "execute_in": "activity",
+            "start_to_close_timeout": timedelta(seconds=30),
+            "summary": "policy verdicts",
+        },
+    )
     g.add_node("gate", gate, metadata={"execute_in": "workflow"})
-    g.add_node("tools", run_tools, metadata={
-        **bind, "execute_in": "activity", "start_to_close_timeout": services.tool_timeout, "summary": "run tools"})
+    g.add_node(
+        "tools",
+        run_tools,  # type: ignore[arg-type]
+        metadata={
+            **bind,
+            "execute_in": "activity",
+            "start_to_close_timeout": services.tool_timeout,
+            "summary": "run tools",
+        },
+    )
     g.add_edge(START, "model")
     g.add_conditional_edges("model", after_model, ["policy", END])
     g.add_edge("policy", "gate")
@@ -258,7 +332,11 @@ def build_graph(spec: AgentSpec, services: AgentServices) -> StateGraph[Any, Any
 
 
 def _resolve(
-    verdict: dict[str, Any], decision: dict[str, Any] | None, ctx: RunContext, call_id: str, args: dict[str, Any]
+    verdict: dict[str, Any],
+    decision: dict[str, Any] | None,
+    ctx: RunContext,
+    call_id: str,
+    args: dict[str, Any],
 ) -> tuple[str, Literal["success", "error"], str | None, dict[str, Any]]:
     """What the tools node does with one call: (message if not run, status, idempotency key if run, args)."""
     outcome = verdict.get("outcome")
@@ -272,11 +350,24 @@ def _resolve(
     if status == "approved":
         return "", "success", str(decision["request_id"]), dict(decision["arguments"])
     if status == "rejected":
-        return f"Rejected by a person: {decision.get('message')}. The action was not taken.", "error", None, args
+        return (
+            f"Rejected by a person: {decision.get('message')}. The action was not taken.",
+            "error",
+            None,
+            args,
+        )
     if status == "expired":
-        return ("The approval request expired with no decision; the action was not taken.", "error", None, args)
+        return (
+            "The approval request expired with no decision; the action was not taken.",
+            "error",
+            None,
+            args,
+        )
     if status == "responded":
-        return f"A person answered instead of running the tool: {decision.get('message')}", "error", None, args
+        return (
+            f"A person answered instead of running the tool: {decision.get('message')}",
+            "error",
+            None,
+            args,
+        )
     return f"Not run: the approval request was {status}.", "error", None, args
-
-

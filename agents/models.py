@@ -29,8 +29,12 @@ def model_factory(settings: Settings) -> Callable[[AgentSpec], BaseChatModel]:
             kwargs["base_url"] = settings.model_base_url
         if settings.model_api_key:
             kwargs["api_key"] = settings.model_api_key
-        model = settings.model if ":" in settings.model or not settings.model_base_url else f"openai:{settings.model}"
-        chat: BaseChatModel = init_chat_model(model, **kwargs)
+        model = (
+            settings.model
+            if ":" in settings.model or not settings.model_base_url
+            else f"openai:{settings.model}"
+        )
+        chat: BaseChatModel = init_chat_model(model, **kwargs)  # type: ignore[call-overload]
         return chat
 
     return real

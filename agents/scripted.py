@@ -59,7 +59,7 @@ class ScriptedChatModel(BaseChatModel):
         message = AIMessage(
             content=reply.content,
             tool_calls=reply.tool_calls,
-            usage_metadata=usage,  # type: ignore[arg-type]
+            usage_metadata=usage,  # type: ignore[arg-type,unused-ignore]
             response_metadata={"model_name": self.model_name, "model_provider": "scripted"},
         )
         return ChatResult(generations=[ChatGeneration(message=message)])

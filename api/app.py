@@ -53,8 +53,9 @@ class BodyLimit:
             await self._refuse(scope, receive, send)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = errors.problem(413, "payload_too_large", "Request body too large",
-                                  f"the body exceeds {self.limit} bytes")
+        response = errors.problem(
+            413, "payload_too_large", "Request body too large", f"the body exceeds {self.limit} bytes"
+        )
         await response(scope, receive, send)
 
 

@@ -29,7 +29,9 @@ class Principal:
 
     def has(self, role: str) -> bool:
         """Whether the principal holds ``role`` (``approver`` matches any ``approver:<group>``)."""
-        return role in self.roles or (role == "approver" and any(r.startswith("approver:") for r in self.roles))
+        return role in self.roles or (
+            role == "approver" and any(r.startswith("approver:") for r in self.roles)
+        )
 
 
 def hash_key(secret: str) -> str:
@@ -64,8 +66,16 @@ async def create_key(
 ) -> tuple[ApiKey, str]:
     """Create a key for an existing tenant; returns the row and the secret (never stored)."""
     secret, prefix = new_key()
-    row = ApiKey(id=str(uuid.uuid4()), tenant_id=tenant_id, name=name, prefix=prefix, key_hash=hash_key(secret),
-                 roles=sorted(set(roles)), agents=agents, expires_at=expires_at)
+    row = ApiKey(
+        id=str(uuid.uuid4()),
+        tenant_id=tenant_id,
+        name=name,
+        prefix=prefix,
+        key_hash=hash_key(secret),
+        roles=sorted(set(roles)),
+        agents=agents,
+        expires_at=expires_at,
+    )
     session.add(row)
     await session.flush()
     return row, secret
@@ -79,5 +89,10 @@ async def authenticate(session: AsyncSession, secret: str) -> Principal | None:
         return None
     if row.last_used_at is None or (now - row.last_used_at).total_seconds() > 60:
         row.last_used_at = now
-    return Principal(id=f"key:{row.id}", tenant_id=row.tenant_id, roles=frozenset(row.roles),
-                     agents=frozenset(row.agents) if row.agents is not None else None, name=row.name)
+    return Principal(
+        id=f"key:{row.id}",
+        tenant_id=row.tenant_id,
+        roles=frozenset(row.roles),
+        agents=frozenset(row.agents) if row.agents is not None else None,
+        name=row.name,
+    )

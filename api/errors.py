@@ -94,7 +94,9 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         codes = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large", 401: "unauthorized"}
-        return problem(exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail), str(exc.detail))
+        return problem(
+            exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail), str(exc.detail)
+        )
 
 
 PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {

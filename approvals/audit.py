@@ -70,7 +70,9 @@ def event_hash(e: AuditEvent | dict[str, Any]) -> str:
         "type": get("type"),
         "actor": get("actor"),
         "trace_id": get("trace_id"),
-        "occurred_at": occurred.astimezone(dt.UTC).isoformat() if isinstance(occurred, dt.datetime) else occurred,
+        "occurred_at": occurred.astimezone(dt.UTC).isoformat()
+        if isinstance(occurred, dt.datetime)
+        else occurred,
         "data": get("data"),
         "prev_hash": get("prev_hash"),
     }
@@ -146,7 +148,9 @@ async def iter_events(session: AsyncSession, batch: int = 1000) -> AsyncIterator
     last = 0
     while True:
         rows: Sequence[AuditEvent] = (
-            await session.scalars(select(AuditEvent).where(AuditEvent.seq > last).order_by(AuditEvent.seq).limit(batch))
+            await session.scalars(
+                select(AuditEvent).where(AuditEvent.seq > last).order_by(AuditEvent.seq).limit(batch)
+            )
         ).all()
         if not rows:
             return
@@ -169,7 +173,9 @@ async def verify(session: AsyncSession) -> VerifyResult:
         prev, expected_seq = e.hash, expected_seq + 1
     head = await session.scalar(select(AuditHead).where(AuditHead.id == 1))
     if head is not None and (head.seq != n or head.hash != prev):
-        return VerifyResult(False, n, prev, n + 1, f"chain head says {head.seq} events; found {n} (tail deleted?)")
+        return VerifyResult(
+            False, n, prev, n + 1, f"chain head says {head.seq} events; found {n} (tail deleted?)"
+        )
     return VerifyResult(True, n, prev)
 
 

@@ -31,12 +31,12 @@ def _fail(message: str, code: int = 2) -> None:
 
 def _json_arg(name: str, text: str) -> dict[str, Any]:
     try:
-        value = json.loads(text)
-    except ValueError as e:
+        value: Any = json.loads(text)
+    except json.JSONDecodeError as e:
         _fail(f"{name}: not valid JSON ({e.msg} at position {e.pos})")
     if not isinstance(value, dict):
         _fail(f"{name}: must be a JSON object")
-    return value
+    return dict(value)
 
 
 def _logging() -> None:
@@ -44,7 +44,9 @@ def _logging() -> None:
 
 
 @app.command()
-def dev(demo: Annotated[bool, typer.Option(help="Run the demo agent run once the stack is up.")] = False) -> None:
+def dev(
+    demo: Annotated[bool, typer.Option(help="Run the demo agent run once the stack is up.")] = False,
+) -> None:
     """Start Temporal (dev server), the worker and the API on the embedded defaults; Ctrl-C stops all."""
     from countersign.dev import run_dev
 
@@ -131,8 +133,10 @@ def _parse_expiry(text: str | None) -> dt.datetime | None:
 @keys_app.command("create")
 def keys_create(
     tenant: Annotated[str, typer.Option(help="Tenant id; created if new")],
-    role: Annotated[list[str] | None, typer.Option("--role", help="Role (repeat): trigger, approver:<group>, "
-                                                   "auditor, admin")] = None,
+    role: Annotated[
+        list[str] | None,
+        typer.Option("--role", help="Role (repeat): trigger, approver:<group>, auditor, admin"),
+    ] = None,
     roles: Annotated[str | None, typer.Option(help="Roles, comma separated")] = None,
     name: Annotated[str | None, typer.Option(help="What the key is for")] = None,
     agent: Annotated[list[str] | None, typer.Option("--agent", help="Agents it may trigger (repeat)")] = None,
@@ -147,7 +151,10 @@ def keys_create(
         _fail("--role: give at least one role")
     unknown = sorted(set(wanted) - settings.known_roles())
     if unknown:
-        _fail(f"--role: unknown role(s) {', '.join(unknown)}; known: {', '.join(sorted(settings.known_roles()))}")
+        _fail(
+            f"--role: unknown role(s) {', '.join(unknown)}; "
+            f"known: {', '.join(sorted(settings.known_roles()))}"
+        )
     expires_at = _parse_expiry(expires_in)
 
     async def go() -> tuple[str, str, str]:
@@ -156,13 +163,21 @@ def keys_create(
         engine = make_engine(settings.resolved_database_url())
         async with transaction(session_factory(engine)) as s:
             await ensure_tenant(s, tenant)
-            row, secret = await create_key(s, tenant_id=tenant, name=name or f"{tenant} key", roles=wanted,
-                                           agents=agent or None, expires_at=expires_at)
+            row, secret = await create_key(
+                s,
+                tenant_id=tenant,
+                name=name or f"{tenant} key",
+                roles=wanted,
+                agents=agent or None,
+                expires_at=expires_at,
+            )
         await engine.dispose()
         return row.id, row.prefix, secret
 
     key_id, prefix, secret = asyncio.run(go())
-    typer.echo(f"key id:  {key_id}\nprefix:  {prefix}\ntenant:  {tenant}\nroles:   {', '.join(sorted(wanted))}")
+    typer.echo(
+        f"key id:  {key_id}\nprefix:  {prefix}\ntenant:  {tenant}\nroles:   {', '.join(sorted(wanted))}"
+    )
     typer.echo("Store this key now; it is not shown again:")
     typer.echo(secret)
 
@@ -190,13 +205,17 @@ def keys_list(tenant: Annotated[str | None, typer.Option(help="Only this tenant'
     now = dt.datetime.now(dt.UTC)
     typer.echo(f"{'prefix':<10} {'tenant':<16} {'status':<8} {'last used':<20} roles / name")
     for k in asyncio.run(go()):
-        status = "revoked" if k.revoked_at else "expired" if k.expires_at and k.expires_at <= now else "active"
+        status = (
+            "revoked" if k.revoked_at else "expired" if k.expires_at and k.expires_at <= now else "active"
+        )
         used = k.last_used_at.strftime("%Y-%m-%d %H:%M:%S") if k.last_used_at else "never"
         typer.echo(f"{k.prefix:<10} {k.tenant_id:<16} {status:<8} {used:<20} {','.join(k.roles)} / {k.name}")
 
 
 @keys_app.command("revoke")
-def keys_revoke(key: Annotated[str, typer.Argument(help="The key's prefix (from `keys list`) or the key")]) -> None:
+def keys_revoke(
+    key: Annotated[str, typer.Argument(help="The key's prefix (from `keys list`) or the key")],
+) -> None:
     """Revoke a key: it is refused (401) from the next request on."""
     from sqlalchemy import or_, select
 
@@ -210,7 +229,9 @@ def keys_revoke(key: Annotated[str, typer.Argument(help="The key's prefix (from 
     async def go() -> str | None:
         engine = make_engine(settings.resolved_database_url())
         async with transaction(session_factory(engine)) as s:
-            row = await s.scalar(select(ApiKey).where(or_(ApiKey.prefix == prefix, ApiKey.key_hash == hash_key(key))))
+            row = await s.scalar(
+                select(ApiKey).where(or_(ApiKey.prefix == prefix, ApiKey.key_hash == hash_key(key)))
+            )
             if row is not None and row.revoked_at is None:
                 row.revoked_at = utcnow()
         await engine.dispose()
@@ -244,8 +265,11 @@ def policy_check(
     except PolicyError as e:
         _fail(f"policy: {e}", 1)
     verdict = loaded.evaluate(tool=tool, kind=kind, args=arguments, agent=agent, tenant=tenant, caller=caller)
-    typer.echo(json.dumps({"tool": tool, "kind": kind, "known_tool": found is not None, **verdict.to_dict()},
-                          indent=2))
+    typer.echo(
+        json.dumps(
+            {"tool": tool, "kind": kind, "known_tool": found is not None, **verdict.to_dict()}, indent=2
+        )
+    )
 
 
 @audit_app.command("verify")

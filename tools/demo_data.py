@@ -8,6 +8,7 @@ from tools.business import BusinessBase, BusinessStore, Customer, Order, Ticket
 
 D = dt.datetime(2026, 11, 1, 9, 0, tzinfo=dt.UTC)
 
+
 def _rows() -> list[BusinessBase]:
     """Fresh row objects each call: ORM instances cannot be shared between sessions."""
     customers = [
@@ -18,31 +19,78 @@ def _rows() -> list[BusinessBase]:
     ]
 
     orders = [
-        Order(id="O-5001", customer_id="C-100", status="shipped", total=89.90, items=[{"sku": "KB-1", "qty": 1}],
-              placed_at=D, delivered_at=None),
-        Order(id="O-5002", customer_id="C-101", status="delivered", total=420.00,
-              items=[{"sku": "CHAIR-9", "qty": 1}], placed_at=D - dt.timedelta(days=20),
-              delivered_at=D - dt.timedelta(days=12)),
-        Order(id="O-5003", customer_id="C-102", status="delivered", total=35.00, items=[{"sku": "CABLE-2", "qty": 2}],
-              placed_at=D - dt.timedelta(days=9), delivered_at=D - dt.timedelta(days=4)),
-        Order(id="O-5004", customer_id="C-103", status="delivered", total=3100.00,
-              items=[{"sku": "LAPTOP-X", "qty": 1}], placed_at=D - dt.timedelta(days=15),
-              delivered_at=D - dt.timedelta(days=10)),
+        Order(
+            id="O-5001",
+            customer_id="C-100",
+            status="shipped",
+            total=89.90,
+            items=[{"sku": "KB-1", "qty": 1}],
+            placed_at=D,
+            delivered_at=None,
+        ),
+        Order(
+            id="O-5002",
+            customer_id="C-101",
+            status="delivered",
+            total=420.00,
+            items=[{"sku": "CHAIR-9", "qty": 1}],
+            placed_at=D - dt.timedelta(days=20),
+            delivered_at=D - dt.timedelta(days=12),
+        ),
+        Order(
+            id="O-5003",
+            customer_id="C-102",
+            status="delivered",
+            total=35.00,
+            items=[{"sku": "CABLE-2", "qty": 2}],
+            placed_at=D - dt.timedelta(days=9),
+            delivered_at=D - dt.timedelta(days=4),
+        ),
+        Order(
+            id="O-5004",
+            customer_id="C-103",
+            status="delivered",
+            total=3100.00,
+            items=[{"sku": "LAPTOP-X", "qty": 1}],
+            placed_at=D - dt.timedelta(days=15),
+            delivered_at=D - dt.timedelta(days=10),
+        ),
     ]
 
     tickets = [
-        Ticket(id="T-1001", customer_id="C-100", order_id="O-5001", subject="When will my keyboard arrive?",
-               body="Hi, I ordered a keyboard last week (O-5001). Can you tell me when it will arrive?",
-               requested_refund=None),
-        Ticket(id="T-1002", customer_id="C-101", order_id="O-5002", subject="Chair arrived damaged - refund please",
-               body="The chair from order O-5002 arrived with a cracked base. I'd like a refund of 250 for the "
-                    "damage; I will keep the chair and repair it myself.", requested_refund=250.00),
-        Ticket(id="T-1003", customer_id="C-102", order_id="O-5003", subject="Cables wrong colour",
-               body="I received white cables instead of black. A small refund of 20 would be fine.",
-               requested_refund=20.00),
-        Ticket(id="T-1004", customer_id="C-103", order_id="O-5004", subject="Laptop dead on arrival",
-               body="The laptop from O-5004 does not power on. I want my money back: 3100.",
-               requested_refund=3100.00),
+        Ticket(
+            id="T-1001",
+            customer_id="C-100",
+            order_id="O-5001",
+            subject="When will my keyboard arrive?",
+            body="Hi, I ordered a keyboard last week (O-5001). Can you tell me when it will arrive?",
+            requested_refund=None,
+        ),
+        Ticket(
+            id="T-1002",
+            customer_id="C-101",
+            order_id="O-5002",
+            subject="Chair arrived damaged - refund please",
+            body="The chair from order O-5002 arrived with a cracked base. I'd like a refund of 250 for the "
+            "damage; I will keep the chair and repair it myself.",
+            requested_refund=250.00,
+        ),
+        Ticket(
+            id="T-1003",
+            customer_id="C-102",
+            order_id="O-5003",
+            subject="Cables wrong colour",
+            body="I received white cables instead of black. A small refund of 20 would be fine.",
+            requested_refund=20.00,
+        ),
+        Ticket(
+            id="T-1004",
+            customer_id="C-103",
+            order_id="O-5004",
+            subject="Laptop dead on arrival",
+            body="The laptop from O-5004 does not power on. I want my money back: 3100.",
+            requested_refund=3100.00,
+        ),
     ]
 
     return [*customers, *orders, *tickets]
@@ -57,3 +105,7 @@ async def seed(store: BusinessStore) -> None:
                 session.add(row)
             # Customers must exist before orders reference them on PostgreSQL.
             await session.flush()
+    # The claims and logistics systems of record live in their own module; seed them with the rest.
+    from tools.records import seed_records
+
+    await seed_records(store)

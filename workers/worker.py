@@ -77,7 +77,9 @@ async def serve(settings: Settings) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     async with worker:
-        log.info("worker polling task queue %s at %s", settings.task_queue, settings.resolved_temporal_address())
+        log.info(
+            "worker polling task queue %s at %s", settings.task_queue, settings.resolved_temporal_address()
+        )
         await stop.wait()
     await engine.dispose()
     await store.engine.dispose()

@@ -87,7 +87,7 @@ def finish(messages: Sequence[BaseMessage]) -> dict[str, Any]:
 
 SPEC = AgentSpec(
     name="support_drafting",
-    description="Drafts a reply to a support ticket from the ticket and order; proposes refunds for approval.",
+    description="Drafts a reply to a support ticket from the ticket and order; proposes refunds to approve.",
     input_model=SupportInput,
     example_input={"ticket_id": "T-1001"},
     prompt=PROMPT,

@@ -12,8 +12,9 @@ from api.schemas import ApprovalRead, DecisionCreate, DecisionResult, Page
 from api.services import approvals as service
 from api.services import pagination
 
-router = APIRouter(prefix="/v1/approvals", tags=["approvals"],
-                   responses={k: PROBLEM_RESPONSES[k] for k in (401, 403, 422)})
+router = APIRouter(
+    prefix="/v1/approvals", tags=["approvals"], responses={k: PROBLEM_RESPONSES[k] for k in (401, 403, 422)}
+)
 
 Status = Literal["pending", "approved", "rejected", "expired", "responded", "cancelled"]
 
@@ -37,11 +38,20 @@ async def get_approval(request_id: str, who: ApprovalReaderDep, s: SessionDep) -
     return await service.get_request(s, who, request_id)
 
 
-@router.post("/{request_id}/decisions", status_code=201, response_model=DecisionResult,
-             responses={k: PROBLEM_RESPONSES[k] for k in (404, 409, 413)})
+@router.post(
+    "/{request_id}/decisions",
+    status_code=201,
+    response_model=DecisionResult,
+    responses={k: PROBLEM_RESPONSES[k] for k in (404, 409, 413)},
+)
 async def decide(
-    request_id: str, body: DecisionCreate, who: ApproverDep, s: SessionDep, temporal: TemporalDep,
-    policy: PolicyDep, response: Response,
+    request_id: str,
+    body: DecisionCreate,
+    who: ApproverDep,
+    s: SessionDep,
+    temporal: TemporalDep,
+    policy: PolicyDep,
+    response: Response,
 ) -> DecisionResult:
     """Approve, edit the arguments, reject (reason required) or respond with a message for the agent.
 

@@ -14,12 +14,16 @@ from api.schemas import AgentRead
 router = APIRouter(prefix="/v1", tags=["meta"])
 
 
-@router.get("/agents", response_model=list[AgentRead],
-            responses={k: PROBLEM_RESPONSES[k] for k in (401, 403)})
+@router.get(
+    "/agents", response_model=list[AgentRead], responses={k: PROBLEM_RESPONSES[k] for k in (401, 403)}
+)
 async def list_agents(who: PrincipalDep) -> list[AgentRead]:
     """Every agent: name, description, input schema, an example input, its tools and scopes."""
-    return [AgentRead.model_validate(spec.describe()) for spec in AGENTS.values()
-            if who.agents is None or spec.name in who.agents]
+    return [
+        AgentRead.model_validate(spec.describe())
+        for spec in AGENTS.values()
+        if who.agents is None or spec.name in who.agents
+    ]
 
 
 @router.get("/healthz")
@@ -47,4 +51,6 @@ async def readyz(request: Request) -> JSONResponse:
     except Exception as e:  # same: report, do not raise
         checks["temporal"] = f"error: {type(e).__name__}"
     ok = all(v == "ok" for v in checks.values())
-    return JSONResponse({"status": "ok" if ok else "unavailable", "checks": checks}, status_code=200 if ok else 503)
+    return JSONResponse(
+        {"status": "ok" if ok else "unavailable", "checks": checks}, status_code=200 if ok else 503
+    )

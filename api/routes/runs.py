@@ -12,11 +12,17 @@ from api.schemas import Page, RunCreate, RunRead
 from api.services import pagination
 from api.services import runs as service
 
-router = APIRouter(prefix="/v1/runs", tags=["runs"], responses={k: PROBLEM_RESPONSES[k] for k in (401, 403, 422)})
+router = APIRouter(
+    prefix="/v1/runs", tags=["runs"], responses={k: PROBLEM_RESPONSES[k] for k in (401, 403, 422)}
+)
 
 
-@router.post("", status_code=201, response_model=RunRead,
-             responses={k: PROBLEM_RESPONSES[k] for k in (404, 409, 413, 429)})
+@router.post(
+    "",
+    status_code=201,
+    response_model=RunRead,
+    responses={k: PROBLEM_RESPONSES[k] for k in (404, 409, 413, 429)},
+)
 async def create_run(
     body: RunCreate,
     who: TriggerDep,
@@ -26,7 +32,7 @@ async def create_run(
     response: Response,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
 ) -> RunRead:
-    """Start an agent run. Repeating a request with the same ``Idempotency-Key`` returns the same run (200)."""
+    """Start an agent run. The same ``Idempotency-Key`` and body return the same run (200)."""
     run, created = await service.start_run(s, temporal, settings, who, body, idempotency_key)
     if not created:
         response.status_code = 200

@@ -30,21 +30,46 @@ async def _decisions(s: AsyncSession, request_ids: list[str]) -> dict[str, list[
     out: dict[str, list[DecisionRead]] = {i: [] for i in request_ids}
     if not request_ids:
         return out
-    rows = await s.scalars(select(ApprovalDecision).where(ApprovalDecision.request_id.in_(request_ids))
-                           .order_by(ApprovalDecision.created_at))
+    rows = await s.scalars(
+        select(ApprovalDecision)
+        .where(ApprovalDecision.request_id.in_(request_ids))
+        .order_by(ApprovalDecision.created_at)
+    )
     for d in rows:
-        out[d.request_id].append(DecisionRead(
-            id=d.id, principal_id=d.principal_id, action=d.action, arguments=d.arguments, reason=d.reason,
-            message=d.message, result_status=d.result_status, created_at=d.created_at))
+        out[d.request_id].append(
+            DecisionRead(
+                id=d.id,
+                principal_id=d.principal_id,
+                action=d.action,
+                arguments=d.arguments,
+                reason=d.reason,
+                message=d.message,
+                result_status=d.result_status,
+                created_at=d.created_at,
+            )
+        )
     return out
 
 
 def _read(r: ApprovalRequest, decisions: list[DecisionRead]) -> ApprovalRead:
     return ApprovalRead(
-        id=r.id, run_id=r.run_id, agent=r.agent, tool=r.tool, tool_call_id=r.tool_call_id, arguments=r.arguments,
-        arguments_hash=r.arguments_hash, reason=r.reason, rule=r.rule, policy_version=r.policy_version,
-        required_roles=r.required_roles, quorum=r.quorum, status=r.status,  # type: ignore[arg-type]
-        escalated=r.escalated, decisions=decisions, created_at=r.created_at, expires_at=r.expires_at,
+        id=r.id,
+        run_id=r.run_id,
+        agent=r.agent,
+        tool=r.tool,
+        tool_call_id=r.tool_call_id,
+        arguments=r.arguments,
+        arguments_hash=r.arguments_hash,
+        reason=r.reason,
+        rule=r.rule,
+        policy_version=r.policy_version,
+        required_roles=r.required_roles,
+        quorum=r.quorum,
+        status=r.status,
+        escalated=r.escalated,
+        decisions=decisions,
+        created_at=r.created_at,
+        expires_at=r.expires_at,
         decided_at=r.decided_at,
     )
 
@@ -87,12 +112,19 @@ def decision_id(request_id: str, who: Principal, body: DecisionCreate) -> str:
 
 
 _REFUSALS: dict[str, type[CountersignError]] = {
-    "already_decided": AlreadyDecided, "stale_arguments": StaleArguments, "forbidden": Forbidden,
+    "already_decided": AlreadyDecided,
+    "stale_arguments": StaleArguments,
+    "forbidden": Forbidden,
 }
 
 
 async def decide(
-    s: AsyncSession, temporal: Client, policy: PolicyStore, who: Principal, request_id: str, body: DecisionCreate
+    s: AsyncSession,
+    temporal: Client,
+    policy: PolicyStore,
+    who: Principal,
+    request_id: str,
+    body: DecisionCreate,
 ) -> tuple[DecisionResult, bool]:
     """Check who may decide, then deliver the decision as a Temporal Update whose id is the decision id."""
     req = await _get(s, who, request_id)
@@ -103,21 +135,34 @@ async def decide(
     did = decision_id(request_id, who, body)
     earlier = await s.get(ApprovalDecision, did)
     if earlier is not None:
-        return DecisionResult(decision_id=did, request_id=request_id, action=earlier.action,
-                              request_status=earlier.result_status, approvals=0, quorum=req.quorum), False
+        return DecisionResult(
+            decision_id=did,
+            request_id=request_id,
+            action=earlier.action,
+            request_status=earlier.result_status,
+            approvals=0,
+            quorum=req.quorum,
+        ), False
     if req.status != "pending":
         raise AlreadyDecided(f"the request is already {req.status}")
     if body.arguments_hash != req.arguments_hash:
         raise StaleArguments("arguments_hash: the pending arguments are not the ones you saw")
     if body.action == "edit":
         _check_edit(policy, req, body.arguments or {})
-    update = DecisionIn(decision_id=did, request_id=request_id, principal_id=who.id,
-                        principal_roles=sorted(who.roles), action=body.action, arguments_hash=body.arguments_hash,
-                        arguments=body.arguments, reason=body.reason, message=body.message)
+    update = DecisionIn(
+        decision_id=did,
+        request_id=request_id,
+        principal_id=who.id,
+        principal_roles=sorted(who.roles),
+        action=body.action,
+        arguments_hash=body.arguments_hash,
+        arguments=body.arguments,
+        reason=body.reason,
+        message=body.message,
+    )
     handle = temporal.get_workflow_handle(f"run-{req.run_id}")
     try:
-        outcome: DecisionOutcome = await handle.execute_update(
-            AgentRunWorkflow.decide, update, id=did, result_type=DecisionOutcome)
+        outcome: DecisionOutcome = await handle.execute_update(AgentRunWorkflow.decide, update, id=did)
     except WorkflowUpdateFailedError as e:
         cause = e.cause
         if isinstance(cause, ApplicationError) and cause.type in _REFUSALS:
@@ -136,11 +181,21 @@ def _check_edit(policy: PolicyStore, req: ApprovalRequest, arguments: dict[str, 
     try:
         tool.args_model.model_validate(arguments)
     except ValidationError as e:
-        errors = [{"field": ".".join(["arguments", *(str(p) for p in err["loc"])]), "message": err["msg"]}
-                  for err in e.errors(include_url=False)]
+        errors = [
+            {"field": ".".join(["arguments", *(str(p) for p in err["loc"])]), "message": err["msg"]}
+            for err in e.errors(include_url=False)
+        ]
         raise Invalid("; ".join(f"{x['field']}: {x['message']}" for x in errors), errors=errors) from e
-    verdict = policy.current.evaluate(tool=tool.name, kind=tool.kind, args=arguments, agent=req.agent,
-                                      tenant=req.tenant_id, caller=req.requested_by)
+    verdict = policy.current.evaluate(
+        tool=tool.name,
+        kind=tool.kind,
+        args=arguments,
+        agent=req.agent,
+        tenant=req.tenant_id,
+        caller=req.requested_by,
+    )
     if verdict.outcome == "deny":
-        raise Invalid(f"arguments: the policy denies this edit (rule {verdict.rule}): {verdict.reason}",
-                      errors=[{"field": "arguments", "message": f"denied by rule {verdict.rule}"}])
+        raise Invalid(
+            f"arguments: the policy denies this edit (rule {verdict.rule}): {verdict.reason}",
+            errors=[{"field": "arguments", "message": f"denied by rule {verdict.rule}"}],
+        )

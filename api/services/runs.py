@@ -27,16 +27,32 @@ from workers.workflows.run import AgentRunWorkflow
 def to_read(run: Run) -> RunRead:
     """The run as the API shows it."""
     return RunRead(
-        id=run.id, agent=run.agent, status=run.status, input=run.input, output=run.output,  # type: ignore[arg-type]
-        error=run.error, trace_id=run.trace_id, requested_by=run.requested_by, created_at=run.created_at,
+        id=run.id,
+        agent=run.agent,
+        status=run.status,
+        input=run.input,
+        output=run.output,
+        error=run.error,
+        trace_id=run.trace_id,
+        requested_by=run.requested_by,
+        created_at=run.created_at,
         updated_at=run.updated_at,
-        usage=UsageRead(input_tokens=run.input_tokens, output_tokens=run.output_tokens,
-                        model_calls=run.model_calls, cost_usd=run.cost_usd),
+        usage=UsageRead(
+            input_tokens=run.input_tokens,
+            output_tokens=run.output_tokens,
+            model_calls=run.model_calls,
+            cost_usd=run.cost_usd,
+        ),
     )
 
 
 async def start_run(
-    s: AsyncSession, temporal: Client, settings: Settings, who: Principal, body: RunCreate, idem_key: str | None
+    s: AsyncSession,
+    temporal: Client,
+    settings: Settings,
+    who: Principal,
+    body: RunCreate,
+    idem_key: str | None,
 ) -> tuple[RunRead, bool]:
     """Record the run and start its workflow; the same Idempotency-Key and body return the same run."""
     spec = get_agent(body.agent)
@@ -47,20 +63,32 @@ async def start_run(
     try:
         spec.input_model.model_validate(body.input)
     except ValidationError as e:
-        errors = [{"field": ".".join(["input", *(str(p) for p in err["loc"])]), "message": err["msg"]}
-                  for err in e.errors(include_url=False)]
+        errors = [
+            {"field": ".".join(["input", *(str(p) for p in err["loc"])]), "message": err["msg"]}
+            for err in e.errors(include_url=False)
+        ]
         raise Invalid("; ".join(f"{x['field']}: {x['message']}" for x in errors), errors=errors) from e
     request_hash = canonical_hash({"agent": body.agent, "input": body.input})
     if idem_key is not None:
         if not 1 <= len(idem_key) <= 200:
             raise Invalid("Idempotency-Key: must be 1 to 200 characters")
-        existing = await s.scalar(select(Run).where(Run.tenant_id == who.tenant_id, Run.idempotency_key == idem_key))
+        existing = await s.scalar(
+            select(Run).where(Run.tenant_id == who.tenant_id, Run.idempotency_key == idem_key)
+        )
         if existing is not None:
             if existing.request_hash != request_hash:
                 raise IdempotencyConflict("Idempotency-Key: already used for a different request")
             return to_read(existing), False
-    run = Run(id=str(uuid.uuid4()), tenant_id=who.tenant_id, agent=body.agent, status="running", input=body.input,
-              requested_by=who.id, idempotency_key=idem_key, request_hash=request_hash)
+    run = Run(
+        id=str(uuid.uuid4()),
+        tenant_id=who.tenant_id,
+        agent=body.agent,
+        status="running",
+        input=body.input,
+        requested_by=who.id,
+        idempotency_key=idem_key,
+        request_hash=request_hash,
+    )
     s.add(run)
     try:
         await s.flush()
@@ -70,7 +98,9 @@ async def start_run(
     # and nothing is written; the workflow's first activity upserts the row should the commit be lost.
     await temporal.start_workflow(
         AgentRunWorkflow.run,
-        RunInput(run_id=run.id, tenant_id=run.tenant_id, agent=run.agent, input=run.input, requested_by=who.id),
+        RunInput(
+            run_id=run.id, tenant_id=run.tenant_id, agent=run.agent, input=run.input, requested_by=who.id
+        ),
         id=f"run-{run.id}",
         task_queue=settings.task_queue,
         id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,

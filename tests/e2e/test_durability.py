@@ -14,8 +14,9 @@ from approvals.audit import AuditEvent
 from tests.conftest import Stack, wait_for_file, worker_process
 from tools.business import Effect, Refund
 
-pytestmark = pytest.mark.parametrize("db_url", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)],
-                                     indirect=True)
+pytestmark = pytest.mark.parametrize(
+    "db_url", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
 
 FAST_RETRY = {"COUNTERSIGN_TOOL_TIMEOUT_SECONDS": "3"}
 
@@ -27,16 +28,20 @@ def kill(proc: Any) -> None:
 
 async def executed(stack: Stack, run_id: str) -> list[str]:
     async with stack.sessions() as s:
-        rows = await s.scalars(select(AuditEvent.data).where(AuditEvent.run_id == run_id,
-                                                              AuditEvent.type == "tool.executed"))
+        rows = await s.scalars(
+            select(AuditEvent.data).where(AuditEvent.run_id == run_id, AuditEvent.type == "tool.executed")
+        )
         return [str(d["idempotency_key"]) for d in rows]
 
 
-async def test_worker_killed_mid_run_then_new_worker_completes(make_stack: Any, db_url: str, tmp_path: Path) -> None:
+async def test_worker_killed_mid_run_then_new_worker_completes(
+    make_stack: Any, db_url: str, tmp_path: Path
+) -> None:
     marker = tmp_path / "before_tool"
     async with make_stack(db_url, worker=False) as stack:
-        doomed = worker_process(stack, COUNTERSIGN_FAULT_POINT="before_tool", COUNTERSIGN_FAULT_MARKER=str(marker),
-                                **FAST_RETRY)
+        doomed = worker_process(
+            stack, COUNTERSIGN_FAULT_POINT="before_tool", COUNTERSIGN_FAULT_MARKER=str(marker), **FAST_RETRY
+        )
         try:
             run = await stack.start("support_drafting", {"ticket_id": "T-1001"})
             await wait_for_file(marker, doomed)
@@ -60,8 +65,11 @@ async def test_killed_while_paused_then_approved_on_a_new_worker(make_stack: Any
             [item] = await stack.pending(run["id"])
             second = worker_process(stack)
             kill(first)
-            r = await stack.http.post(f"/v1/approvals/{item['id']}/decisions", headers=stack.auth("alice"),
-                                      json={"action": "approve", "arguments_hash": item["arguments_hash"]})
+            r = await stack.http.post(
+                f"/v1/approvals/{item['id']}/decisions",
+                headers=stack.auth("alice"),
+                json={"action": "approve", "arguments_hash": item["arguments_hash"]},
+            )
             assert r.status_code == 201, r.text
             done = await stack.result(run["id"])
         finally:
@@ -78,15 +86,20 @@ async def test_killed_after_the_effect_before_the_activity_completes(
 ) -> None:
     marker = tmp_path / "after_effect"
     async with make_stack(db_url, worker=False) as stack:
-        doomed = worker_process(stack, COUNTERSIGN_FAULT_POINT="after_effect", COUNTERSIGN_FAULT_MARKER=str(marker),
-                                **FAST_RETRY)
+        doomed = worker_process(
+            stack, COUNTERSIGN_FAULT_POINT="after_effect", COUNTERSIGN_FAULT_MARKER=str(marker), **FAST_RETRY
+        )
         try:
-            run = await stack.start("support_drafting", {"ticket_id": "T-1003"})  # 20.00: allowed without approval
+            run = await stack.start(
+                "support_drafting", {"ticket_id": "T-1003"}
+            )  # 20.00: allowed without approval
             await wait_for_file(marker, doomed)
             fresh = worker_process(stack, **FAST_RETRY)
             kill(doomed)
             async with stack.store.sessions() as s:
-                assert await s.scalar(select(func.count()).select_from(Refund)) == 1  # the effect had committed
+                assert (
+                    await s.scalar(select(func.count()).select_from(Refund)) == 1
+                )  # the effect had committed
             done = await stack.result(run["id"])
         finally:
             for p in (doomed, locals().get("fresh")):
@@ -95,4 +108,7 @@ async def test_killed_after_the_effect_before_the_activity_completes(
         assert "refunded 20.00" in done["output"]["reply"]
         async with stack.store.sessions() as s:
             assert await s.scalar(select(func.count()).select_from(Refund)) == 1
-            assert await s.scalar(select(func.count()).select_from(Effect).where(Effect.tool == "issue_refund")) == 1
+            assert (
+                await s.scalar(select(func.count()).select_from(Effect).where(Effect.tool == "issue_refund"))
+                == 1
+            )

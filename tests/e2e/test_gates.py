@@ -26,7 +26,9 @@ async def refunds(stack: Stack, order_id: str = "O-5002") -> list[Refund]:
 
 async def decide(stack: Stack, item: dict[str, Any], key: str, **body: Any) -> Any:
     payload = {"action": "approve", "arguments_hash": item["arguments_hash"], **body}
-    return await stack.http.post(f"/v1/approvals/{item['id']}/decisions", json=payload, headers=stack.auth(key))
+    return await stack.http.post(
+        f"/v1/approvals/{item['id']}/decisions", json=payload, headers=stack.auth(key)
+    )
 
 
 async def test_refund_pauses_then_one_approval_issues_exactly_one_refund(stack: Stack) -> None:
@@ -138,9 +140,12 @@ async def test_quorum_two_needs_two_distinct_approvers(stack: Stack) -> None:
 async def test_fifty_concurrent_decisions_have_exactly_one_outcome(stack: Stack) -> None:
     run = await stack.start("support_drafting", {"ticket_id": "T-1002"})
     [item] = await stack.pending(run["id"])
-    bodies = [{"action": "reject", "reason": f"reason {i}"} if i % 2 else {"reason": f"ok {i}"} for i in range(50)]
-    responses = await asyncio.gather(*(decide(stack, item, "alice" if i % 3 else "bob", **b)
-                                       for i, b in enumerate(bodies)))
+    bodies = [
+        {"action": "reject", "reason": f"reason {i}"} if i % 2 else {"reason": f"ok {i}"} for i in range(50)
+    ]
+    responses = await asyncio.gather(
+        *(decide(stack, item, "alice" if i % 3 else "bob", **b) for i, b in enumerate(bodies))
+    )
     codes = sorted(r.status_code for r in responses)
     assert codes.count(201) == 1 and codes.count(409) == 49, codes
     await stack.result(run["id"])
@@ -155,8 +160,14 @@ def _parallel_refunds(messages: Sequence[BaseMessage]) -> AIMessage:
         lines = [f"{status}: {content}" for status, content in results["issue_refund"]]
         return AIMessage(content="\n".join(lines))
     order = "O-5002"
-    calls = [{"name": "issue_refund", "args": {"order_id": order, "amount": a, "reason": f"part {a}"},
-              "id": f"call_{a}"} for a in (100.0, 150.0)]
+    calls = [
+        {
+            "name": "issue_refund",
+            "args": {"order_id": order, "amount": a, "reason": f"part {a}"},
+            "id": f"call_{a}",
+        }
+        for a in (100.0, 150.0)
+    ]
     calls.append({"name": "wire_money", "args": {"to": "attacker", "amount": 1e6}, "id": "call_wire"})
     return AIMessage(content="Two partial refunds.", tool_calls=calls)  # type: ignore[arg-type]
 
@@ -173,7 +184,9 @@ async def test_parallel_calls_mixed_decisions_and_blocked_tool(make_stack: Any, 
         assert [i["arguments"]["amount"] for i in items] == [100.0, 150.0]
         assert (await decide(stack, items[0], "alice")).status_code == 201
         assert await refunds(stack) == []  # nothing in the turn runs until every gated call is decided
-        assert (await decide(stack, items[1], "alice", action="reject", reason="one is enough")).status_code == 201
+        assert (
+            await decide(stack, items[1], "alice", action="reject", reason="one is enough")
+        ).status_code == 201
         done = await stack.result(run["id"])
         assert [r.amount for r in await refunds(stack)] == [100.0]
         assert "one is enough" in done["output"]["reply"]

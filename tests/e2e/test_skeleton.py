@@ -21,8 +21,11 @@ async def test_demo_run_completes_with_read_tools_only(stack: Stack) -> None:
     assert done["usage"]["model_calls"] == 3
     assert done["usage"]["input_tokens"] > 0
     async with stack.sessions() as s:
-        types = list(await s.scalars(
-            select(AuditEvent.type).where(AuditEvent.run_id == run["id"]).order_by(AuditEvent.seq)))
+        types = list(
+            await s.scalars(
+                select(AuditEvent.type).where(AuditEvent.run_id == run["id"]).order_by(AuditEvent.seq)
+            )
+        )
     assert types[0] == "run.running" and types[-1] == "run.completed"
     assert types.count("tool.executed") == 2
 
@@ -51,15 +54,37 @@ async def test_refusals_are_problems_and_write_nothing(stack: Stack) -> None:
     before = await _runs(stack)
     ok = {"agent": "support_drafting", "input": {"ticket_id": "T-1001"}}
     cases = [
-        (await stack.http.post("/v1/runs", json={"agent": "nope", "input": {}}, headers=stack.auth("trigger")), 404,
-         "not_found"),
-        (await stack.http.post("/v1/runs", json={"agent": "support_drafting", "input": {"ticket_id": 7}},
-                               headers=stack.auth("trigger")), 422, "invalid"),
+        (
+            await stack.http.post(
+                "/v1/runs", json={"agent": "nope", "input": {}}, headers=stack.auth("trigger")
+            ),
+            404,
+            "not_found",
+        ),
+        (
+            await stack.http.post(
+                "/v1/runs",
+                json={"agent": "support_drafting", "input": {"ticket_id": 7}},
+                headers=stack.auth("trigger"),
+            ),
+            422,
+            "invalid",
+        ),
         (await stack.http.post("/v1/runs", json=ok), 401, "unauthorized"),
-        (await stack.http.post("/v1/runs", json=ok, headers={"Authorization": "Bearer cs_nope_nope"}), 401,
-         "unauthorized"),
-        (await stack.http.post("/v1/runs", json={**ok, "input": {"ticket_id": "T-1" + "0" * 100_000}},
-                               headers=stack.auth("trigger")), 413, "payload_too_large"),
+        (
+            await stack.http.post("/v1/runs", json=ok, headers={"Authorization": "Bearer cs_nope_nope"}),
+            401,
+            "unauthorized",
+        ),
+        (
+            await stack.http.post(
+                "/v1/runs",
+                json={**ok, "input": {"ticket_id": "T-1" + "0" * 100_000}},
+                headers=stack.auth("trigger"),
+            ),
+            413,
+            "payload_too_large",
+        ),
         (await stack.http.post("/v1/runs", json=ok, headers=stack.auth("auditor")), 403, "forbidden"),
     ]
     for response, status, code in cases:

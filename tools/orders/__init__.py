@@ -32,5 +32,7 @@ async def get_order(args: GetOrderArgs, ctx: ToolContext) -> dict[str, Any]:
             "items": order.items,
             "placed_at": order.placed_at.isoformat(),
             "delivered_at": order.delivered_at.isoformat() if order.delivered_at else None,
-            "customer": {"id": customer.id, "name": customer.name, "tier": customer.tier} if customer else None,
+            "customer": {"id": customer.id, "name": customer.name, "tier": customer.tier}
+            if customer
+            else None,
         }

@@ -25,10 +25,17 @@ class LedgerSink:
         self.sessions = sessions
 
     async def __call__(self, *, event_id: str, type: str, ctx: RunContext, data: dict[str, Any]) -> None:
-        await audit.record(self.sessions, audit.NewEvent(
-            id=event_id, type=type, actor=f"agent:{ctx['agent']}", data=data,
-            tenant_id=ctx["tenant_id"], run_id=ctx["run_id"],
-        ))
+        await audit.record(
+            self.sessions,
+            audit.NewEvent(
+                id=event_id,
+                type=type,
+                actor=f"agent:{ctx['agent']}",
+                data=data,
+                tenant_id=ctx["tenant_id"],
+                run_id=ctx["run_id"],
+            ),
+        )
 
 
 class RunActivities:
@@ -44,10 +51,17 @@ class RunActivities:
         async with self.sessions() as session, session.begin():
             run = await session.get(Run, u.run.run_id, with_for_update=True)
             if run is None:
-                # The API's transaction may have failed after the workflow started: the run still gets its row.
-                run = Run(id=u.run.run_id, tenant_id=u.run.tenant_id, agent=u.run.agent, status=u.status,
-                          input=u.run.input, requested_by=u.run.requested_by, request_hash="",
-                          trace_id=u.run.trace_id)
+                # The API's commit may have failed after the workflow started: the run still gets its row.
+                run = Run(
+                    id=u.run.run_id,
+                    tenant_id=u.run.tenant_id,
+                    agent=u.run.agent,
+                    status=u.status,
+                    input=u.run.input,
+                    requested_by=u.run.requested_by,
+                    request_hash="",
+                    trace_id=u.run.trace_id,
+                )
                 session.add(run)
             if run.status in ("completed", "failed", "cancelled") and u.status != run.status:
                 return
@@ -63,15 +77,27 @@ class RunActivities:
             data: dict[str, Any] = {"status": u.status}
             if u.usage is not None:
                 data["usage"] = u.usage.model_dump()
-            await audit.append(session, audit.NewEvent(
-                id=f"{u.run.run_id}:status:{u.status}:{info.workflow_run_id}:{info.activity_id}",
-                type=_RUN_EVENT.get(u.status, "run.status"), actor=f"agent:{u.run.agent}", data=data,
-                tenant_id=u.run.tenant_id, run_id=u.run.run_id, trace_id=u.run.trace_id,
-            ))
+            await audit.append(
+                session,
+                audit.NewEvent(
+                    id=f"{u.run.run_id}:status:{u.status}:{info.workflow_run_id}:{info.activity_id}",
+                    type=_RUN_EVENT.get(u.status, "run.status"),
+                    actor=f"agent:{u.run.agent}",
+                    data=data,
+                    tenant_id=u.run.tenant_id,
+                    run_id=u.run.run_id,
+                    trace_id=u.run.trace_id,
+                ),
+            )
 
 
-_RUN_EVENT = {"running": "run.running", "awaiting_approval": "run.awaiting_approval",
-              "completed": "run.completed", "failed": "run.failed", "cancelled": "run.cancelled"}
+_RUN_EVENT = {
+    "running": "run.running",
+    "awaiting_approval": "run.awaiting_approval",
+    "completed": "run.completed",
+    "failed": "run.failed",
+    "cancelled": "run.cancelled",
+}
 
 
 class ApprovalActivities:
@@ -85,17 +111,25 @@ class ApprovalActivities:
         """Record every request of a model turn and mark the run awaiting approval, in one transaction."""
         async with self.sessions() as session, session.begin():
             for req in o.requests:
-                await self._apply(session, RequestChange(request=req, event="approval.requested",
-                                                         actor=f"agent:{req.agent}"))
+                await self._apply(
+                    session,
+                    RequestChange(request=req, event="approval.requested", actor=f"agent:{req.agent}"),
+                )
             run = await session.get(Run, o.run.run_id, with_for_update=True)
             if run is not None and run.status == "running":
                 run.status, run.updated_at = "awaiting_approval", utcnow()
-                await audit.append(session, audit.NewEvent(
-                    id=f"{o.run.run_id}:awaiting:{o.requests[0].id}", type="run.awaiting_approval",
-                    actor=f"agent:{o.run.agent}", data={"status": "awaiting_approval",
-                                                        "requests": [r.id for r in o.requests]},
-                    tenant_id=o.run.tenant_id, run_id=o.run.run_id, trace_id=o.run.trace_id,
-                ))
+                await audit.append(
+                    session,
+                    audit.NewEvent(
+                        id=f"{o.run.run_id}:awaiting:{o.requests[0].id}",
+                        type="run.awaiting_approval",
+                        actor=f"agent:{o.run.agent}",
+                        data={"status": "awaiting_approval", "requests": [r.id for r in o.requests]},
+                        tenant_id=o.run.tenant_id,
+                        run_id=o.run.run_id,
+                        trace_id=o.run.trace_id,
+                    ),
+                )
         for req in o.requests:
             _notify("approval.requested", req)
 
@@ -112,9 +146,19 @@ class ApprovalActivities:
         info = activity.info()
         row = await session.get(ApprovalRequest, r.id, with_for_update=True)
         if row is None:
-            row = ApprovalRequest(id=r.id, tenant_id=r.tenant_id, run_id=r.run_id, agent=r.agent, tool=r.tool,
-                                  tool_call_id=r.tool_call_id, rule=r.rule, policy_version=r.policy_version,
-                                  requested_by=r.requested_by, created_at=r.created_at, reason=r.reason)
+            row = ApprovalRequest(
+                id=r.id,
+                tenant_id=r.tenant_id,
+                run_id=r.run_id,
+                agent=r.agent,
+                tool=r.tool,
+                tool_call_id=r.tool_call_id,
+                rule=r.rule,
+                policy_version=r.policy_version,
+                requested_by=r.requested_by,
+                created_at=r.created_at,
+                reason=r.reason,
+            )
             session.add(row)
         row.arguments, row.arguments_hash = r.arguments, r.arguments_hash
         row.required_roles, row.quorum, row.status = r.roles, r.quorum, r.status
@@ -125,26 +169,58 @@ class ApprovalActivities:
         if c.decision is not None and c.outcome is not None:
             d = c.decision
             if await session.get(ApprovalDecision, d.decision_id) is None:
-                session.add(ApprovalDecision(
-                    id=d.decision_id, request_id=r.id, tenant_id=r.tenant_id, principal_id=d.principal_id,
-                    action=d.action, arguments=d.arguments, arguments_hash=d.arguments_hash, reason=d.reason,
-                    message=d.message, result_status=c.outcome.request_status,
-                ))
+                session.add(
+                    ApprovalDecision(
+                        id=d.decision_id,
+                        request_id=r.id,
+                        tenant_id=r.tenant_id,
+                        principal_id=d.principal_id,
+                        action=d.action,
+                        arguments=d.arguments,
+                        arguments_hash=d.arguments_hash,
+                        reason=d.reason,
+                        message=d.message,
+                        result_status=c.outcome.request_status,
+                    )
+                )
         data: dict[str, Any] = {
-            "request_id": r.id, "tool": r.tool, "tool_call_id": r.tool_call_id, "arguments_hash": r.arguments_hash,
-            "rule": r.rule, "policy_version": r.policy_version, "roles": r.roles, "quorum": r.quorum,
+            "request_id": r.id,
+            "tool": r.tool,
+            "tool_call_id": r.tool_call_id,
+            "arguments_hash": r.arguments_hash,
+            "rule": r.rule,
+            "policy_version": r.policy_version,
+            "roles": r.roles,
+            "quorum": r.quorum,
             "status": r.status,
         }
         if c.decision is not None:
-            data |= {"decision_id": c.decision.decision_id, "action": c.decision.action,
-                     "reason": c.decision.reason}
-        await audit.append(session, audit.NewEvent(
-            id=f"{r.id}:{c.event}:{c.decision.decision_id if c.decision else info.activity_id}",
-            type=c.event, actor=c.actor, data=data, tenant_id=r.tenant_id, run_id=r.run_id,
-        ))
+            data |= {
+                "decision_id": c.decision.decision_id,
+                "action": c.decision.action,
+                "reason": c.decision.reason,
+            }
+        await audit.append(
+            session,
+            audit.NewEvent(
+                id=f"{r.id}:{c.event}:{c.decision.decision_id if c.decision else info.activity_id}",
+                type=c.event,
+                actor=c.actor,
+                data=data,
+                tenant_id=r.tenant_id,
+                run_id=r.run_id,
+            ),
+        )
 
 
 def _notify(event: str, r: GatedRequest) -> None:
     # Ids and roles only: arguments may hold personal data.
-    log.info("%s request=%s run=%s tool=%s roles=%s expires_at=%s", event, r.id, r.run_id, r.tool,
-             ",".join(r.roles), r.expires_at.isoformat() if r.expires_at else "-")
+    log.info(
+        "%s request=%s run=%s tool=%s roles=%s expires_at=%s",
+        event,
+        r.id,
+        r.run_id,
+        r.tool,
+        ",".join(r.roles),
+        r.expires_at.isoformat() if r.expires_at else "-",
+    )

@@ -55,11 +55,16 @@ class AgentRunWorkflow:
         await self._status(StatusUpdate(run=inp, status="running"))
         app = graph(inp.agent).compile(checkpointer=InMemorySaver())
         config: dict[str, Any] = {"configurable": {"thread_id": inp.run_id}, "recursion_limit": 100}
-        context = {"run_id": inp.run_id, "tenant_id": inp.tenant_id, "caller": inp.requested_by, "agent": inp.agent}
+        context = {
+            "run_id": inp.run_id,
+            "tenant_id": inp.tenant_id,
+            "caller": inp.requested_by,
+            "agent": inp.agent,
+        }
         payload: Any = {"messages": [HumanMessage(content=json.dumps(inp.input, sort_keys=True))]}
         try:
             while True:
-                state = await app.ainvoke(payload, config, context=context)
+                state = await app.ainvoke(payload, config, context=context)  # type: ignore[call-overload]
                 interrupts = state.get("__interrupt__")
                 if not interrupts:
                     break
@@ -84,21 +89,33 @@ class AgentRunWorkflow:
         await workflow.execute_activity("approvals.record", change, **DB_ACTIVITY)  # type: ignore[call-overload]
 
     async def _hold(self, inp: RunInput, proposals: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-        """Open one request per gated call, wait until every one is decided or expired, return the outcomes."""
+        """Open a request per gated call, wait until each is decided or expired, return the outcomes."""
         now = workflow.now()
         opened: list[GatedRequest] = []
         for p in proposals:
             v = p["verdict"]
-            ttl, remind, escalate = (_seconds(v.get(k)) for k in
-                                     ("ttl_seconds", "remind_after_seconds", "escalate_after_seconds"))
+            ttl, remind, escalate = (
+                _seconds(v.get(k)) for k in ("ttl_seconds", "remind_after_seconds", "escalate_after_seconds")
+            )
             req = GatedRequest(
-                id=str(workflow.uuid4()), run_id=inp.run_id, tenant_id=inp.tenant_id, agent=inp.agent,
-                tool=p["tool"], tool_call_id=p["tool_call_id"], arguments=p["arguments"],
-                arguments_hash=_hash(p["arguments"]), reason=p.get("reason") or "", rule=v["rule"],
-                policy_version=v["policy_version"], roles=list(v.get("roles") or []),
-                quorum=int(v.get("quorum") or 1), escalate_to=list(v.get("escalate_to") or []),
-                requested_by=inp.requested_by, created_at=now,
-                expires_at=now + ttl if ttl else None, remind_at=now + remind if remind else None,
+                id=str(workflow.uuid4()),
+                run_id=inp.run_id,
+                tenant_id=inp.tenant_id,
+                agent=inp.agent,
+                tool=p["tool"],
+                tool_call_id=p["tool_call_id"],
+                arguments=p["arguments"],
+                arguments_hash=_hash(p["arguments"]),
+                reason=p.get("reason") or "",
+                rule=v["rule"],
+                policy_version=v["policy_version"],
+                roles=list(v.get("roles") or []),
+                quorum=int(v.get("quorum") or 1),
+                escalate_to=list(v.get("escalate_to") or []),
+                requested_by=inp.requested_by,
+                created_at=now,
+                expires_at=now + ttl if ttl else None,
+                remind_at=now + remind if remind else None,
                 escalate_at=now + escalate if escalate else None,
             )
             self._requests[req.id] = req
@@ -113,19 +130,33 @@ class AgentRunWorkflow:
                     lambda: self._changed or all(r.status != "pending" for r in opened),
                     timeout=timeout,
                 )
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             await self._fire_timers(opened)
         await self._status(StatusUpdate(run=inp, status="running"))
         return {
-            r.tool_call_id: {"status": r.status, "request_id": r.id, "arguments": r.arguments, "message": r.message}
+            r.tool_call_id: {
+                "status": r.status,
+                "request_id": r.id,
+                "arguments": r.arguments,
+                "message": r.message,
+            }
             for r in opened
         }
 
     def _next_timer(self, reqs: list[GatedRequest]) -> timedelta | None:
         now = workflow.now()
-        due = [t for r in reqs if r.status == "pending" for t in (
-            r.expires_at, None if r.reminded else r.remind_at, None if r.escalated else r.escalate_at) if t]
+        due = [
+            t
+            for r in reqs
+            if r.status == "pending"
+            for t in (
+                r.expires_at,
+                None if r.reminded else r.remind_at,
+                None if r.escalated else r.escalate_at,
+            )
+            if t
+        ]
         return max(min(due) - now, timedelta(milliseconds=1)) if due else None
 
     async def _fire_timers(self, reqs: list[GatedRequest]) -> None:
@@ -157,19 +188,25 @@ class AgentRunWorkflow:
         concurrent decisions are ordered and only one can complete a request."""
         req = self._requests.get(d.request_id)
         if req is None or req.status != "pending":
-            raise ApplicationError("the request is no longer pending", type="already_decided", non_retryable=True)
+            raise ApplicationError(
+                "the request is no longer pending", type="already_decided", non_retryable=True
+            )
         if d.arguments_hash != req.arguments_hash:
-            raise ApplicationError("the arguments changed since you saw them", type="stale_arguments",
-                                   non_retryable=True)
+            raise ApplicationError(
+                "the arguments changed since you saw them", type="stale_arguments", non_retryable=True
+            )
         if not set(d.principal_roles) & set(req.roles):
-            raise ApplicationError("you hold none of the roles this request needs", type="forbidden",
-                                   non_retryable=True)
+            raise ApplicationError(
+                "you hold none of the roles this request needs", type="forbidden", non_retryable=True
+            )
         if d.principal_id == req.requested_by:
-            raise ApplicationError("the run's requester may not decide its approvals", type="forbidden",
-                                   non_retryable=True)
+            raise ApplicationError(
+                "the run's requester may not decide its approvals", type="forbidden", non_retryable=True
+            )
         if d.action in ("approve", "edit") and d.principal_id in req.approvals:
-            raise ApplicationError("you already approved this request", type="already_decided",
-                                   non_retryable=True)
+            raise ApplicationError(
+                "you already approved this request", type="already_decided", non_retryable=True
+            )
         if d.action == "edit":
             assert d.arguments is not None
             # An edit is an approval of new arguments: earlier approvals were of other arguments.
@@ -183,8 +220,14 @@ class AgentRunWorkflow:
         else:
             req.status, req.message = "responded", d.message
         self._changed = True
-        outcome = DecisionOutcome(decision_id=d.decision_id, request_id=req.id, action=d.action,
-                                  request_status=req.status, approvals=len(req.approvals), quorum=req.quorum)
+        outcome = DecisionOutcome(
+            decision_id=d.decision_id,
+            request_id=req.id,
+            action=d.action,
+            request_status=req.status,
+            approvals=len(req.approvals),
+            quorum=req.quorum,
+        )
         await self._change(req, "approval.decided", actor=d.principal_id, decision=d, outcome=outcome)
         return outcome
 
