@@ -7,13 +7,16 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from temporalio.client import Client
 
 from api import errors
-from api.routes import approvals, meta, runs
-from api.schemas import Problem
+from api.auth import JwtVerifier
+from api.ratelimit import TokenBucket
+from api.routes import approvals, meta, runs, webhooks
+from api.schemas import Problem, RunEvent
 from approvals.policy import PolicyStore
 from countersign.db import make_engine, session_factory
 from countersign.settings import Settings
@@ -63,6 +66,11 @@ class _TooLarge(Exception):
     pass
 
 
+def operation_id(route: APIRoute) -> str:
+    """OpenAPI operation ids are the route functions' names (``create_run``), unique across the app."""
+    return route.name
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -76,6 +84,8 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = None
         app.state.settings = settings
+        app.state.jwt = JwtVerifier(settings)
+        app.state.run_limiter = TokenBucket(settings.runs_per_minute)
         app.state.policy = PolicyStore(settings.policy_path, settings.known_roles())
         if sessions is None:
             engine = make_engine(settings.resolved_database_url())
@@ -97,10 +107,12 @@ def create_app(
         version="0.1.0",
         summary="Durable AI agents that ask before they act.",
         lifespan=lifespan,
+        generate_unique_id_function=operation_id,
     )
     errors.install(app)
     app.include_router(runs.router)
     app.include_router(approvals.router)
+    app.include_router(webhooks.router)
     app.include_router(meta.router)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
 
@@ -108,7 +120,10 @@ def create_app(
 
     def openapi() -> dict[str, object]:
         schema = original()
-        schema.setdefault("components", {}).setdefault("schemas", {})["Problem"] = Problem.model_json_schema()
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components["Problem"] = Problem.model_json_schema()
+        # The data of each event of GET /v1/runs/{run_id}/events (a stream, so no response model names it).
+        components["RunEvent"] = RunEvent.model_json_schema()
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -1,31 +1,47 @@
-"""API keys: generated once, shown once, stored as SHA-256, identified by a short public prefix."""
+"""Who is calling: API keys (client systems) and OIDC bearer tokens (people).
+
+API keys are generated once, shown once, stored as SHA-256 and identified by a short public prefix. People
+present a JWT from the configured OIDC provider, verified against its issuer, audience and JWKS; their roles
+and tenant come from configured claims.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
+import json
+import logging
 import secrets
+import time
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
 
+import httpx
+import jwt
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from countersign.db import utcnow
 from countersign.models import ApiKey, Tenant
+from countersign.settings import Settings
 
 KEY_PREFIX = "cs_"
+log = logging.getLogger("countersign.auth")
 
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is calling: a key (client system or person) of one tenant, with roles."""
+    """Who is calling: a key (client system) or a person, of one tenant, with roles."""
 
     id: str
     tenant_id: str
     roles: frozenset[str]
     agents: frozenset[str] | None
     name: str
+    kind: Literal["key", "user"] = "key"
 
     def has(self, role: str) -> bool:
         """Whether the principal holds ``role`` (``approver`` matches any ``approver:<group>``)."""
@@ -96,3 +112,149 @@ async def authenticate(session: AsyncSession, secret: str) -> Principal | None:
         agents=frozenset(row.agents) if row.agents is not None else None,
         name=row.name,
     )
+
+
+def looks_like_jwt(token: str) -> bool:
+    """JWTs are three dot-separated parts; API keys never contain a dot."""
+    return token.count(".") == 2
+
+
+_FAMILIES: dict[str, tuple[str, ...]] = {"RSA": ("RS", "PS"), "EC": ("ES",), "OKP": ("EdDSA",)}
+
+
+class TokenRejected(Exception):
+    """A bearer token that does not verify; the message is safe to return to the caller."""
+
+
+class JwtVerifier:
+    """Verifies people's OIDC tokens against the configured issuer, audience and JWKS.
+
+    The JWKS (an http(s) URL or a file) is cached; an unknown ``kid`` refetches it at most every
+    ``refresh_interval`` seconds, so a provider's key rotation is picked up without letting bad tokens force a
+    fetch per request.
+    """
+
+    def __init__(
+        self, settings: Settings, *, cache_seconds: float = 300, refresh_interval: float = 30
+    ) -> None:
+        self.issuer = settings.oidc_issuer
+        self.audience = settings.oidc_audience
+        self.source = settings.oidc_jwks_url
+        self.roles_claim = settings.oidc_roles_claim
+        self.tenant_claim = settings.oidc_tenant_claim
+        self.algorithms = list(settings.oidc_algorithms)
+        self.leeway = settings.oidc_leeway_seconds
+        self.known_roles = settings.known_roles()
+        self.cache_seconds, self.refresh_interval = cache_seconds, refresh_interval
+        self._keys: list[tuple[jwt.PyJWK, dict[str, Any]]] | None = None
+        self._fetched = 0.0
+        self._lock = asyncio.Lock()
+
+    @property
+    def enabled(self) -> bool:
+        """Whether people's tokens are accepted at all (issuer, audience and JWKS configured)."""
+        return bool(self.issuer and self.audience and self.source)
+
+    async def _load(self) -> list[tuple[jwt.PyJWK, dict[str, Any]]]:
+        if self.source.startswith(("https://", "http://")):
+            async with httpx.AsyncClient(timeout=5) as http:
+                response = await http.get(self.source)
+                response.raise_for_status()
+                data: Any = response.json()
+        else:
+            data = json.loads(await asyncio.to_thread(Path(self.source).read_text))
+        keys = []
+        for raw in data.get("keys", []) if isinstance(data, dict) else []:
+            # Signing keys only; symmetric ("oct") keys would let anyone holding the JWKS mint tokens.
+            if not isinstance(raw, dict) or raw.get("kty") == "oct" or raw.get("use", "sig") != "sig":
+                continue
+            try:
+                keys.append((jwt.PyJWK(raw), raw))
+            except jwt.PyJWTError:
+                continue
+        if not keys:
+            raise ValueError("the JWKS holds no usable signing key")
+        return keys
+
+    async def _key(self, kid: str | None) -> tuple[jwt.PyJWK, dict[str, Any]]:
+        async with self._lock:
+            age = time.monotonic() - self._fetched
+            stale = self._keys is None or age > self.cache_seconds
+            if stale or (self._find(kid) is None and age > self.refresh_interval):
+                try:
+                    self._keys, self._fetched = await self._load(), time.monotonic()
+                except (OSError, ValueError, httpx.HTTPError) as e:
+                    log.warning("oidc.jwks_unavailable %s", type(e).__name__)
+                    if self._keys is None:
+                        raise TokenRejected("the identity provider's keys are unavailable") from e
+            found = self._find(kid)
+        if found is None:
+            raise TokenRejected("the token was signed by an unknown key")
+        return found
+
+    def _find(self, kid: str | None) -> tuple[jwt.PyJWK, dict[str, Any]] | None:
+        keys = self._keys or []
+        if kid is None:
+            return keys[0] if len(keys) == 1 else None
+        return next((k for k in keys if k[1].get("kid") == kid), None)
+
+    async def claims(self, token: str) -> dict[str, Any]:
+        """The verified claims of ``token``; raises ``TokenRejected`` saying why not."""
+        if not self.enabled:
+            raise TokenRejected("this API accepts API keys only (no identity provider is configured)")
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError as e:
+            raise TokenRejected("the token is malformed") from e
+        alg = header.get("alg")
+        if alg not in self.algorithms:
+            raise TokenRejected(f"the token's algorithm {alg!r} is not accepted")
+        key, raw = await self._key(header.get("kid"))
+        # The token's alg must fit the key: the key's own "alg" when it names one, else its type.
+        if raw.get("alg", alg) != alg or not str(alg).startswith(_FAMILIES.get(str(raw.get("kty")), ("-",))):
+            raise TokenRejected("the token's algorithm does not match its key")
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                key=key.key,
+                algorithms=[alg],
+                audience=self.audience,
+                issuer=self.issuer,
+                leeway=self.leeway,
+                options={"require": ["exp", "iss", "aud", "sub"]},
+            )
+        except jwt.ExpiredSignatureError as e:
+            raise TokenRejected("the token has expired") from e
+        except jwt.InvalidAudienceError as e:
+            raise TokenRejected("the token is for another audience") from e
+        except jwt.InvalidIssuerError as e:
+            raise TokenRejected("the token is from another issuer") from e
+        except jwt.InvalidSignatureError as e:
+            raise TokenRejected("the token's signature does not verify") from e
+        except jwt.PyJWTError as e:
+            raise TokenRejected(f"the token is invalid ({type(e).__name__})") from e
+        return claims
+
+    def roles(self, claims: dict[str, Any]) -> frozenset[str]:
+        """Known roles named by the roles claim (a list or a space-separated string); others are ignored."""
+        value = claims.get(self.roles_claim)
+        names = value.split() if isinstance(value, str) else value if isinstance(value, list) else []
+        return frozenset(str(r) for r in names if str(r) in self.known_roles)
+
+    async def authenticate(self, session: AsyncSession, token: str) -> Principal:
+        """The person the token names, in an existing tenant; raises ``TokenRejected``."""
+        claims = await self.claims(token)
+        tenant = claims.get(self.tenant_claim)
+        if not isinstance(tenant, str) or not tenant:
+            raise TokenRejected(f"the token has no {self.tenant_claim!r} claim")
+        if await session.get(Tenant, tenant) is None:
+            raise TokenRejected("the token's tenant is unknown")
+        subject = str(claims["sub"])
+        return Principal(
+            id=f"user:{subject}",
+            tenant_id=tenant,
+            roles=self.roles(claims),
+            agents=None,
+            name=subject,
+            kind="user",
+        )

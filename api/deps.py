@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
 
-from api.auth import Principal, authenticate
-from api.errors import Forbidden, Unauthorized, Unavailable
+from api.auth import JwtVerifier, Principal, TokenRejected, authenticate, looks_like_jwt
+from api.errors import Forbidden, RateLimited, Unauthorized, Unavailable
+from api.ratelimit import TokenBucket
 from approvals.policy import PolicyStore
 from countersign.settings import Settings
 
@@ -48,18 +51,34 @@ SettingsDep = Annotated[Settings, Depends(settings)]
 PolicyDep = Annotated[PolicyStore, Depends(policy)]
 
 
-async def principal(request: Request) -> Principal:
-    """The caller, from ``Authorization: Bearer <key>``; 401 when missing, unknown, revoked or expired.
+bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="bearer",
+    description="An API key (`cs_...`) for client systems, or an OIDC access token (JWT) for people.",
+)
 
-    Authentication commits on its own short transaction (it records the key's last use), so the request's
+
+async def principal(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)]
+) -> Principal:
+    """The caller, from ``Authorization: Bearer <key or JWT>``; 401 when missing, unknown, revoked, expired.
+
+    Tokens shaped like JWTs (three dot-separated parts) are verified as OIDC tokens, everything else as an API
+    key. Authentication commits on its own short transaction (it records a key's last use), so the request's
     transaction never holds a write lock while it waits on Temporal.
     """
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise Unauthorized("send Authorization: Bearer <api key>")
+    token = credentials.credentials.strip() if credentials else ""
+    if not token:
+        raise Unauthorized("send Authorization: Bearer <api key or token>")
+    if looks_like_jwt(token):
+        verifier: JwtVerifier = request.app.state.jwt
+        try:
+            async with request.app.state.sessions() as s:
+                return await verifier.authenticate(s, token)
+        except TokenRejected as e:
+            raise Unauthorized(str(e)) from e
     async with request.app.state.sessions() as s, s.begin():
-        who = await authenticate(s, token.strip())
+        who = await authenticate(s, token)
     if who is None:
         raise Unauthorized("the API key is unknown, revoked or expired")
     return who
@@ -79,8 +98,28 @@ def require(*roles: str) -> Callable[[Principal], Coroutine[Any, Any, Principal]
     return check
 
 
-TriggerDep = Annotated[Principal, Depends(require("trigger", "admin"))]
-ReaderDep = Annotated[Principal, Depends(require("trigger", "approver", "auditor", "admin"))]
+# The role model: trigger starts runs (within its key's agent allow-list), approver:<group> decides,
+# auditor reads runs, approvals, traces and the ledger, admin manages keys, policies and webhooks.
+# A role grants nothing beyond its line; keys and people are checked the same way.
+TriggerDep = Annotated[Principal, Depends(require("trigger"))]
+ReaderDep = Annotated[Principal, Depends(require("trigger", "approver", "auditor"))]
 ApproverDep = Annotated[Principal, Depends(require("approver"))]
-ApprovalReaderDep = Annotated[Principal, Depends(require("approver", "auditor", "admin"))]
-AuditorDep = Annotated[Principal, Depends(require("auditor", "admin"))]
+ApprovalReaderDep = Annotated[Principal, Depends(require("approver", "auditor"))]
+AuditorDep = Annotated[Principal, Depends(require("auditor"))]
+AdminDep = Annotated[Principal, Depends(require("admin"))]
+
+
+async def run_rate_limit(request: Request, who: TriggerDep) -> Principal:
+    """Per-principal token bucket on starting runs: 429 with Retry-After when the bucket is empty."""
+    limiter: TokenBucket = request.app.state.run_limiter
+    wait = limiter.take(who.id)
+    if wait is not None:
+        seconds = max(1, math.ceil(wait))
+        raise RateLimited(
+            f"this key may start {limiter.per_minute} runs per minute; retry in {seconds} s",
+            headers={"Retry-After": str(seconds)},
+        )
+    return who
+
+
+RateLimitedTriggerDep = Annotated[Principal, Depends(run_rate_limit)]

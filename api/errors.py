@@ -20,9 +20,10 @@ class CountersignError(Exception):
     code = "bad_request"
     title = "Bad request"
 
-    def __init__(self, detail: str, **extra: Any) -> None:
+    def __init__(self, detail: str, *, headers: dict[str, str] | None = None, **extra: Any) -> None:
         super().__init__(detail)
         self.detail = detail
+        self.headers = headers
         self.extra = extra
 
 
@@ -54,6 +55,10 @@ class StaleArguments(Conflict):
     code, title = "stale_arguments", "The arguments changed since they were shown"
 
 
+class RunFinished(Conflict):
+    code, title = "run_finished", "The run has already finished"
+
+
 class PayloadTooLarge(CountersignError):
     status, code, title = 413, "payload_too_large", "Request body too large"
 
@@ -62,15 +67,26 @@ class Invalid(CountersignError):
     status, code, title = 422, "invalid", "Invalid request"
 
 
+class RateLimited(CountersignError):
+    status, code, title = 429, "rate_limited", "Too many requests for this key"
+
+
+class ActiveRunsLimit(CountersignError):
+    status, code, title = 429, "active_runs_limit", "The tenant has too many active runs"
+
+
 class Unavailable(CountersignError):
     status, code, title = 503, "unavailable", "A dependency is unavailable"
 
 
-def problem(status: int, code: str, title: str, detail: str, **extra: Any) -> JSONResponse:
+def problem(
+    status: int, code: str, title: str, detail: str, *, headers: dict[str, str] | None = None, **extra: Any
+) -> JSONResponse:
     """A problem+json response."""
     body = {"type": TYPE_BASE + code, "title": title, "status": status, "detail": detail, **extra}
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
+    all_headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
+    all_headers.update(headers or {})
+    return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=all_headers or None)
 
 
 def _field(loc: tuple[Any, ...] | list[Any]) -> str:
@@ -83,7 +99,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(CountersignError)
     async def _ours(request: Request, exc: CountersignError) -> JSONResponse:
-        return problem(exc.status, exc.code, exc.title, exc.detail, **exc.extra)
+        return problem(exc.status, exc.code, exc.title, exc.detail, headers=exc.headers, **exc.extra)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -95,7 +111,11 @@ def install(app: FastAPI) -> None:
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         codes = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large", 401: "unauthorized"}
         return problem(
-            exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail), str(exc.detail)
+            exc.status_code,
+            codes.get(exc.status_code, "http_error"),
+            str(exc.detail),
+            str(exc.detail),
+            headers=dict(exc.headers or {}),  # 405 carries Allow
         )
 
 
@@ -108,6 +128,21 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
         409: "Conflicts with the current state",
         413: "Request body too large",
         422: "Invalid request; names the field",
-        429: "Too many requests",
+        429: "Too many requests (per-key rate limit or the tenant's cap on active runs)",
+        503: "A dependency (Temporal) is unavailable; retry later",
     }.items()
 }
+
+
+PROBLEM_RESPONSES[429]["headers"] = {
+    "Retry-After": {
+        "description": "Seconds until the key may start another run (rate limit only)",
+        "schema": {"type": "integer", "minimum": 1},
+        "required": False,
+    }
+}
+
+
+def problems(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` documenting these problem statuses."""
+    return {code: PROBLEM_RESPONSES[code] for code in codes}

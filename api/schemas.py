@@ -134,3 +134,71 @@ class AgentRead(BaseModel):
     example_input: dict[str, Any]
     scopes: list[str]
     tools: list[AgentTool]
+
+
+class RunEvent(BaseModel):
+    """One event of a run's stream (the ``data`` of a Server-Sent Event whose ``id`` is ``seq``)."""
+
+    seq: int
+    type: str
+    actor: str
+    occurred_at: dt.datetime
+    data: dict[str, Any]
+
+
+WebhookEventName = Literal[
+    "run.completed", "run.failed", "approval.requested", "approval.decided", "approval.expired"
+]
+
+
+class WebhookCreate(BaseModel):
+    """Register an endpoint: an http(s) URL and the event types to send (all when omitted)."""
+
+    model_config = ConfigDict(extra="forbid")
+    url: str = Field(min_length=1, max_length=2000)
+    events: list[WebhookEventName] | None = Field(default=None, min_length=1)
+    description: str | None = Field(default=None, max_length=200)
+
+
+class WebhookRead(BaseModel):
+    id: str
+    url: str
+    events: list[WebhookEventName]
+    description: str | None
+    created_at: dt.datetime
+
+
+class WebhookCreated(WebhookRead):
+    """The new endpoint with its signing secret (``whsec_...``), shown this once."""
+
+    secret: str
+
+
+class WebhookAttemptRead(BaseModel):
+    attempt: int
+    started_at: dt.datetime
+    duration_ms: int
+    status_code: int | None
+    error: str | None
+
+
+class WebhookDeliveryRead(BaseModel):
+    id: str
+    message_id: str
+    event_type: WebhookEventName
+    run_id: str | None
+    status: Literal["pending", "delivered", "failed", "cancelled"]
+    attempts: list[WebhookAttemptRead]
+    created_at: dt.datetime
+    delivered_at: dt.datetime | None
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class Readiness(BaseModel):
+    """``checks`` names each dependency with ``ok`` or the kind of error."""
+
+    status: Literal["ok", "unavailable"]
+    checks: dict[str, str]

@@ -19,7 +19,9 @@ app = typer.Typer(help="Countersign: durable AI agents that ask before they act.
 keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
 policy_app = typer.Typer(help="Check the approval policy.", no_args_is_help=True)
 audit_app = typer.Typer(help="Verify and export the audit ledger.", no_args_is_help=True)
+webhooks_app = typer.Typer(help="Add, list and remove a tenant's webhook endpoints.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+app.add_typer(webhooks_app, name="webhooks")
 app.add_typer(policy_app, name="policy")
 app.add_typer(audit_app, name="audit")
 
@@ -55,12 +57,26 @@ def dev(
 
 
 @app.command()
-def worker() -> None:
-    """Run a worker on the configured Temporal and task queue."""
+def worker(
+    webhooks: Annotated[
+        bool, typer.Option(help="Also run the webhook worker (delivery activities) in this process.")
+    ] = True,
+) -> None:
+    """Run a worker on the configured Temporal and task queue (and, by default, the webhook worker)."""
+    from workers.webhook_worker import webhook_worker
     from workers.worker import serve
 
     _logging()
-    asyncio.run(serve(Settings()))
+    settings = Settings()
+
+    async def go() -> None:
+        if not webhooks:
+            await serve(settings)
+            return
+        async with webhook_worker(settings):
+            await serve(settings)
+
+    asyncio.run(go())
 
 
 @app.command()
@@ -241,6 +257,109 @@ def keys_revoke(
     if done is None:
         _fail(f"key: no key with prefix {prefix!r}", 1)
     typer.echo(f"revoked {done}")
+
+
+@webhooks_app.command("add")
+def webhooks_add(
+    tenant: Annotated[str, typer.Option(help="Tenant id (must exist)")],
+    url: Annotated[str, typer.Option(help="http(s) URL that receives the events")],
+    event: Annotated[
+        list[str] | None,
+        typer.Option("--event", help="Event type (repeat); all event types when omitted"),
+    ] = None,
+    description: Annotated[str | None, typer.Option(help="What the endpoint is for")] = None,
+) -> None:
+    """Add an endpoint. Its signing secret is printed once."""
+    from approvals import webhooks
+    from countersign.db import make_engine, session_factory, transaction
+    from countersign.models import Tenant
+
+    settings = Settings()
+    unknown = sorted(set(event or ()) - set(webhooks.EVENT_TYPES))
+    if unknown:
+        _fail(
+            f"--event: unknown event type(s) {', '.join(unknown)}; known: {', '.join(webhooks.EVENT_TYPES)}"
+        )
+    try:
+        asyncio.run(webhooks.check_url(url, allow_private=settings.webhook_allow_private))
+    except webhooks.UnsafeUrl as e:
+        _fail(f"--url: {e}")
+
+    async def go() -> tuple[str, str, list[str]] | None:
+        engine = make_engine(settings.resolved_database_url())
+        try:
+            async with transaction(session_factory(engine)) as s:
+                if await s.get(Tenant, tenant) is None:
+                    return None
+                row = await webhooks.create_endpoint(
+                    s, tenant_id=tenant, url=url, events=event, description=description
+                )
+                return row.id, row.secret, row.events
+        finally:
+            await engine.dispose()
+
+    made = asyncio.run(go())
+    if made is None:
+        _fail(f"--tenant: no tenant {tenant!r} (create one with `countersign keys create --tenant`)", 1)
+        return
+    endpoint_id, secret, events = made
+    typer.echo(f"webhook id: {endpoint_id}\ntenant:     {tenant}\nevents:     {', '.join(events)}")
+    typer.echo("Signing secret (store it now; it is not shown again):")
+    typer.echo(secret)
+
+
+@webhooks_app.command("list")
+def webhooks_list(tenant: Annotated[str, typer.Option(help="Tenant id")]) -> None:
+    """List a tenant's active endpoints (never their secrets)."""
+    from sqlalchemy import select
+
+    from approvals.webhooks import EVENT_TYPES, WebhookEndpoint
+    from countersign.db import make_engine, session_factory
+
+    settings = Settings()
+
+    async def go() -> list[WebhookEndpoint]:
+        engine = make_engine(settings.resolved_database_url())
+        async with session_factory(engine)() as s:
+            rows = list(
+                (
+                    await s.scalars(
+                        select(WebhookEndpoint)
+                        .where(WebhookEndpoint.tenant_id == tenant, WebhookEndpoint.removed_at.is_(None))
+                        .order_by(WebhookEndpoint.created_at)
+                    )
+                ).all()
+            )
+        await engine.dispose()
+        return rows
+
+    typer.echo(f"{'id':<36} {'events':<24} url")
+    for w in asyncio.run(go()):
+        events = "all" if set(w.events) >= set(EVENT_TYPES) else ",".join(w.events)
+        typer.echo(f"{w.id:<36} {events:<24} {w.url}")
+
+
+@webhooks_app.command("remove")
+def webhooks_remove(
+    endpoint_id: Annotated[str, typer.Argument(help="The endpoint id (from `webhooks list`)")],
+    tenant: Annotated[str, typer.Option(help="Tenant id the endpoint belongs to")],
+) -> None:
+    """Remove an endpoint: nothing more is sent to it, pending retries stop; past deliveries stay."""
+    from approvals.webhooks import remove_endpoint
+    from countersign.db import make_engine, session_factory, transaction
+
+    settings = Settings()
+
+    async def go() -> bool:
+        engine = make_engine(settings.resolved_database_url())
+        async with transaction(session_factory(engine)) as s:
+            done = await remove_endpoint(s, tenant, endpoint_id)
+        await engine.dispose()
+        return done
+
+    if not asyncio.run(go()):
+        _fail(f"endpoint: tenant {tenant!r} has no endpoint {endpoint_id!r}", 1)
+    typer.echo(f"removed {endpoint_id}")
 
 
 @policy_app.command("check")

@@ -165,6 +165,8 @@ def run_dev(settings: Settings, demo: bool = False) -> int:
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
     try:
+        # The dev server's banner goes to its log file: the URLs this command prints are the ones to use.
+        temporal_log = (settings.data_dir / "temporal.log").open("ab")
         temporal = subprocess.Popen(
             [
                 temporal_binary(),
@@ -182,7 +184,10 @@ def run_dev(settings: Settings, demo: bool = False) -> int:
                 "warn",
             ],
             stdin=subprocess.DEVNULL,
+            stdout=temporal_log,
+            stderr=subprocess.STDOUT,
         )
+        temporal_log.close()  # the child holds its own descriptor
         children.append(temporal)
         asyncio.run(wait_for_temporal(settings.resolved_temporal_address(), temporal))
         keys = asyncio.run(prepare(settings))

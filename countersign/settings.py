@@ -41,8 +41,26 @@ class Settings(BaseSettings):
     tool_timeout_seconds: float = 30.0
 
     max_body_bytes: int = 64 * 1024
-    webhook_url: str = ""
     capture_content: bool = False
+
+    # People sign in with an OIDC provider's JWTs; unset issuer means only API keys are accepted.
+    oidc_issuer: str = ""
+    oidc_audience: str = ""
+    oidc_jwks_url: str = ""  # https URL of the provider's JWKS, or a path to a JWKS file
+    oidc_roles_claim: str = "roles"
+    oidc_tenant_claim: str = "tenant"
+    oidc_algorithms: list[str] = ["RS256", "ES256", "PS256", "EdDSA"]
+    oidc_leeway_seconds: int = Field(default=30, ge=0, le=600)
+
+    runs_per_minute: int = Field(default=60, ge=0)  # per key (or person); 0 turns the limit off
+    max_active_runs_per_tenant: int = Field(default=100, ge=0)  # running or awaiting approval; 0 = no cap
+
+    # Webhook URLs may not point into private, loopback or link-local ranges unless this is on (dev, tests).
+    webhook_allow_private: bool = False
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+
+    events_poll_seconds: float = Field(default=0.5, gt=0, le=30)
+    events_stream_max_seconds: float = Field(default=900.0, gt=0)
 
     # Test-only fault injection: the tools activity writes the marker file and blocks at this point,
     # so a test can SIGKILL the worker at a known moment instead of racing it.

@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from langchain_core.language_models import BaseChatModel
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -32,6 +33,7 @@ from countersign.migrate import upgrade_async
 from countersign.settings import Settings
 from tools.business import BusinessStore
 from tools.demo_data import seed
+from workers.webhook_worker import build_webhook_worker, http_client
 from workers.worker import build_worker
 
 PG_ADMIN = os.environ.get("COUNTERSIGN_TEST_PG", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")
@@ -132,6 +134,7 @@ class Stack:
     http: httpx.AsyncClient
     keys: dict[str, str]
     principals: dict[str, str] = field(default_factory=dict)
+    app: FastAPI | None = None
 
     def auth(self, name: str) -> dict[str, str]:
         """Authorization header of a demo key."""
@@ -222,6 +225,7 @@ async def _stack(
     model_for: Callable[[AgentSpec], BaseChatModel] | None = None,
     **overrides: Any,
 ) -> AsyncIterator[Stack]:
+    overrides.setdefault("webhook_allow_private", True)  # test receivers listen on 127.0.0.1
     settings = Settings(
         data_dir=tmp_path,
         database_url=db_url,
@@ -238,14 +242,14 @@ async def _stack(
     w: Worker | None = (
         build_worker(env.client, settings, sessions, store, model_for=model_for) if worker else None
     )
-    async with app.router.lifespan_context(app):
+    async with app.router.lifespan_context(app), http_client(settings) as hooks_http:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
-            stack = Stack(settings, env.client, sessions, store, http, keys, principals)
+            stack = Stack(settings, env.client, sessions, store, http, keys, principals, app=app)
             if w is None:
                 yield stack
             else:
-                async with w:
+                async with w, build_webhook_worker(env.client, settings, sessions, hooks_http):
                     yield stack
     await store.engine.dispose()
     await engine.dispose()

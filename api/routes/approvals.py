@@ -7,14 +7,12 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Response
 
 from api.deps import ApprovalReaderDep, ApproverDep, PolicyDep, SessionDep, TemporalDep
-from api.errors import PROBLEM_RESPONSES
+from api.errors import problems
 from api.schemas import ApprovalRead, DecisionCreate, DecisionResult, Page
 from api.services import approvals as service
 from api.services import pagination
 
-router = APIRouter(
-    prefix="/v1/approvals", tags=["approvals"], responses={k: PROBLEM_RESPONSES[k] for k in (401, 403, 422)}
-)
+router = APIRouter(prefix="/v1/approvals", tags=["approvals"], responses=problems(401, 403, 422))
 
 Status = Literal["pending", "approved", "rejected", "expired", "responded", "cancelled"]
 
@@ -32,7 +30,7 @@ async def list_approvals(
     return await service.list_requests(s, who, status=status, run_id=run_id, cursor=cursor, limit=limit)
 
 
-@router.get("/{request_id}", response_model=ApprovalRead, responses={404: PROBLEM_RESPONSES[404]})
+@router.get("/{request_id}", response_model=ApprovalRead, responses=problems(404))
 async def get_approval(request_id: str, who: ApprovalReaderDep, s: SessionDep) -> ApprovalRead:
     """One approval request with the decisions taken so far."""
     return await service.get_request(s, who, request_id)
@@ -42,9 +40,9 @@ async def get_approval(request_id: str, who: ApprovalReaderDep, s: SessionDep) -
     "/{request_id}/decisions",
     status_code=201,
     response_model=DecisionResult,
-    responses={k: PROBLEM_RESPONSES[k] for k in (404, 409, 413)},
+    responses=problems(404, 409, 413, 503),
 )
-async def decide(
+async def decide_approval(
     request_id: str,
     body: DecisionCreate,
     who: ApproverDep,

@@ -8,15 +8,13 @@ from sqlalchemy import text
 
 from agents.catalog import AGENTS
 from api.deps import PrincipalDep
-from api.errors import PROBLEM_RESPONSES
-from api.schemas import AgentRead
+from api.errors import problems
+from api.schemas import AgentRead, Health, Readiness
 
 router = APIRouter(prefix="/v1", tags=["meta"])
 
 
-@router.get(
-    "/agents", response_model=list[AgentRead], responses={k: PROBLEM_RESPONSES[k] for k in (401, 403)}
-)
+@router.get("/agents", response_model=list[AgentRead], responses=problems(401, 403))
 async def list_agents(who: PrincipalDep) -> list[AgentRead]:
     """Every agent: name, description, input schema, an example input, its tools and scopes."""
     return [
@@ -26,13 +24,17 @@ async def list_agents(who: PrincipalDep) -> list[AgentRead]:
     ]
 
 
-@router.get("/healthz")
-async def healthz() -> dict[str, str]:
+@router.get("/healthz", response_model=Health)
+async def healthz() -> Health:
     """The process is up."""
-    return {"status": "ok"}
+    return Health(status="ok")
 
 
-@router.get("/readyz")
+@router.get(
+    "/readyz",
+    response_model=Readiness,
+    responses={503: {"model": Readiness, "description": "The database or Temporal is not reachable"}},
+)
 async def readyz(request: Request) -> JSONResponse:
     """The database and Temporal are reachable."""
     checks: dict[str, str] = {}

@@ -6,18 +6,27 @@ import uuid
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
 from temporalio.common import WorkflowIDReusePolicy
+from temporalio.service import RPCError, RPCStatusCode
 
 from agents.catalog import get_agent
 from api.auth import Principal
-from api.errors import Conflict, Forbidden, IdempotencyConflict, Invalid, NotFound
+from api.errors import (
+    ActiveRunsLimit,
+    Conflict,
+    Forbidden,
+    IdempotencyConflict,
+    Invalid,
+    NotFound,
+    RunFinished,
+)
 from api.schemas import Page, RunCreate, RunRead, UsageRead
 from api.services import pagination
-from countersign.models import Run
+from countersign.models import Run, Tenant
 from countersign.settings import Settings
 from tools.business import canonical_hash
 from workers.contracts import RunInput
@@ -79,6 +88,7 @@ async def start_run(
             if existing.request_hash != request_hash:
                 raise IdempotencyConflict("Idempotency-Key: already used for a different request")
             return to_read(existing), False
+    await _check_active_cap(s, settings, who)
     run = Run(
         id=str(uuid.uuid4()),
         tenant_id=who.tenant_id,
@@ -131,3 +141,43 @@ async def list_runs(
     rows = rows[:limit]
     nxt = pagination.encode(rows[-1].created_at, rows[-1].id) if more and rows else None
     return Page[RunRead](items=[to_read(r) for r in rows], next_cursor=nxt)
+
+
+ACTIVE = ("running", "awaiting_approval")
+TERMINAL = ("completed", "failed", "cancelled")
+
+
+async def _check_active_cap(s: AsyncSession, settings: Settings, who: Principal) -> None:
+    """Refuse a new run while the tenant has ``max_active_runs_per_tenant`` running or paused ones.
+
+    The tenant row is locked first (PostgreSQL), so concurrent starts of one tenant count one after the
+    other and the cap holds exactly; SQLite serialises writers anyway.
+    """
+    cap = settings.max_active_runs_per_tenant
+    if cap <= 0:
+        return
+    await s.execute(select(Tenant.id).where(Tenant.id == who.tenant_id).with_for_update())
+    active = await s.scalar(
+        select(func.count()).select_from(Run).where(Run.tenant_id == who.tenant_id, Run.status.in_(ACTIVE))
+    )
+    if (active or 0) >= cap:
+        raise ActiveRunsLimit(
+            f"the tenant has {active} active runs (running or awaiting approval); the cap is {cap}: "
+            "wait for one to finish or cancel one"
+        )
+
+
+async def cancel_run(s: AsyncSession, temporal: Client, who: Principal, run_id: str) -> RunRead:
+    """Request cancellation of the run's workflow; the workflow cancels its pending approvals and records
+    the run as ``cancelled``. Asking again while it is being cancelled is accepted; a finished run is a 409.
+    """
+    run = await get_run(s, who, run_id)
+    if run.status in TERMINAL:
+        raise RunFinished(f"run {run_id} is already {run.status}")
+    try:
+        await temporal.get_workflow_handle(f"run-{run.id}").cancel()
+    except RPCError as e:
+        if e.status == RPCStatusCode.NOT_FOUND:
+            raise RunFinished(f"run {run_id} is no longer running") from e
+        raise
+    return to_read(run)

@@ -9,7 +9,9 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError, is_cancelled_exception
+
+from workers.workflows.webhooks import Dispatch, emit, request_data, run_data, settle
 
 with workflow.unsafe.imports_passed_through():
     from langchain_core.messages import HumanMessage
@@ -28,6 +30,7 @@ with workflow.unsafe.imports_passed_through():
         StatusUpdate,
         Usage,
     )
+    from workers.webhook_contracts import WebhookEventType
 
 DB_ACTIVITY = {"start_to_close_timeout": timedelta(seconds=30)}
 
@@ -49,9 +52,27 @@ class AgentRunWorkflow:
         self._requests: dict[str, GatedRequest] = {}
         self._changed = False
         self._cancelled = False
+        self._dispatches: list[Dispatch] = []
 
     @workflow.run
     async def run(self, inp: RunInput) -> RunResult:
+        try:
+            result = await self._run(inp)
+        except (asyncio.CancelledError, ActivityError, ChildWorkflowError) as e:
+            # A cancel can land in any await (an activity, the graph, a wait for people); depending on where,
+            # it surfaces as asyncio's CancelledError or as an activity error caused by the cancel. Cleanup
+            # runs once, here: the cancel was delivered once, so these new activities are not cancelled.
+            if not is_cancelled_exception(e):
+                raise
+            await self._cancel_pending(inp)
+            await workflow.wait_condition(workflow.all_handlers_finished)
+            await self._status(StatusUpdate(run=inp, status="cancelled", error={"reason": "cancelled"}))
+            await settle(self._dispatches)
+            raise
+        await settle(self._dispatches)
+        return result
+
+    async def _run(self, inp: RunInput) -> RunResult:
         await self._status(StatusUpdate(run=inp, status="running"))
         app = graph(inp.agent).compile(checkpointer=InMemorySaver())
         config: dict[str, Any] = {"configurable": {"thread_id": inp.run_id}, "recursion_limit": 100}
@@ -62,31 +83,44 @@ class AgentRunWorkflow:
             "agent": inp.agent,
         }
         payload: Any = {"messages": [HumanMessage(content=json.dumps(inp.input, sort_keys=True))]}
-        try:
-            while True:
-                state = await app.ainvoke(payload, config, context=context)  # type: ignore[call-overload]
-                interrupts = state.get("__interrupt__")
-                if not interrupts:
-                    break
-                decisions = await self._hold(inp, interrupts[0].value["requests"])
-                payload = Command(resume=decisions)
-        except asyncio.CancelledError:
-            result = RunResult(status="cancelled", error={"reason": "cancelled"})
-            await self._cancel_pending(inp)
-            await self._status(StatusUpdate(run=inp, status="cancelled", error=result.error))
-            raise
+        while True:
+            state = await app.ainvoke(payload, config, context=context)  # type: ignore[call-overload]
+            interrupts = state.get("__interrupt__")
+            if not interrupts:
+                break
+            decisions = await self._hold(inp, interrupts[0].value["requests"])
+            payload = Command(resume=decisions)
         usage = _usage(state)
         result = RunResult(status="completed", output=state.get("output"), usage=usage)
         await workflow.wait_condition(workflow.all_handlers_finished)
         await self._status(StatusUpdate(run=inp, status="completed", output=result.output, usage=usage))
         return result
 
+    async def _emit(self, event: WebhookEventType, **kw: Any) -> None:
+        dispatch = await emit(event, **kw)
+        if dispatch is not None:
+            self._dispatches.append(dispatch)
+
     async def _status(self, update: StatusUpdate) -> None:
         await workflow.execute_activity("runs.set_status", update, **DB_ACTIVITY)  # type: ignore[call-overload]
+        if update.status in ("completed", "failed"):
+            await self._emit(
+                "run.completed" if update.status == "completed" else "run.failed",
+                tenant_id=update.run.tenant_id,
+                run_id=update.run.run_id,
+                data=run_data(update),
+            )
 
     async def _change(self, req: GatedRequest, event: str, actor: str = "system", **kw: Any) -> None:
         change = RequestChange(request=req.model_copy(deep=True), event=event, actor=actor, **kw)
         await workflow.execute_activity("approvals.record", change, **DB_ACTIVITY)  # type: ignore[call-overload]
+        if event in ("approval.decided", "approval.expired"):
+            await self._emit(
+                "approval.decided" if event == "approval.decided" else "approval.expired",
+                tenant_id=req.tenant_id,
+                run_id=req.run_id,
+                data=request_data(change.request, change.decision),
+            )
 
     async def _hold(self, inp: RunInput, proposals: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         """Open a request per gated call, wait until each is decided or expired, return the outcomes."""
@@ -122,6 +156,10 @@ class AgentRunWorkflow:
             opened.append(req)
         opening = OpenRequests(run=inp, requests=[r.model_copy(deep=True) for r in opened])
         await workflow.execute_activity("approvals.open", opening, **DB_ACTIVITY)  # type: ignore[call-overload]
+        for r in opening.requests:
+            await self._emit(
+                "approval.requested", tenant_id=r.tenant_id, run_id=r.run_id, data=request_data(r)
+            )
         while any(r.status == "pending" for r in opened):
             timeout = self._next_timer(opened)
             self._changed = False

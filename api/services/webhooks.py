@@ -1,0 +1,118 @@
+"""Registering, listing and removing a tenant's webhook endpoints; reading their deliveries."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from api.auth import Principal
+from api.errors import Invalid, NotFound
+from api.schemas import (
+    Page,
+    WebhookAttemptRead,
+    WebhookCreate,
+    WebhookCreated,
+    WebhookDeliveryRead,
+    WebhookRead,
+)
+from api.services import pagination
+from approvals import webhooks
+from approvals.webhooks import WebhookAttempt, WebhookDelivery, WebhookEndpoint
+
+
+def _read(row: WebhookEndpoint) -> WebhookRead:
+    return WebhookRead(
+        id=row.id, url=row.url, events=row.events, description=row.description, created_at=row.created_at
+    )
+
+
+async def create(
+    s: AsyncSession, who: Principal, body: WebhookCreate, *, allow_private: bool
+) -> WebhookCreated:
+    """Check the URL against the outbound policy, then record the endpoint with a fresh secret."""
+    try:
+        await webhooks.check_url(body.url, allow_private=allow_private)
+    except webhooks.UnsafeUrl as e:
+        raise Invalid(f"url: {e}", errors=[{"field": "url", "message": str(e)}]) from e
+    row = await webhooks.create_endpoint(
+        s, tenant_id=who.tenant_id, url=body.url, events=body.events, description=body.description
+    )
+    return WebhookCreated(**_read(row).model_dump(), secret=row.secret)
+
+
+async def _get(s: AsyncSession, who: Principal, webhook_id: str) -> WebhookEndpoint:
+    row = await webhooks.get_endpoint(s, who.tenant_id, webhook_id)
+    if row is None:
+        raise NotFound(f"webhook {webhook_id} not found")
+    return row
+
+
+async def get(s: AsyncSession, who: Principal, webhook_id: str) -> WebhookRead:
+    """One endpoint of the tenant (never its secret)."""
+    return _read(await _get(s, who, webhook_id))
+
+
+async def list_endpoints(
+    s: AsyncSession, who: Principal, *, cursor: str | None, limit: int
+) -> Page[WebhookRead]:
+    """The tenant's active endpoints, newest first."""
+    q: Any = select(WebhookEndpoint).where(
+        WebhookEndpoint.tenant_id == who.tenant_id, WebhookEndpoint.removed_at.is_(None)
+    )
+    q = pagination.after(q, cursor, WebhookEndpoint.created_at, WebhookEndpoint.id).limit(limit + 1)
+    rows = list((await s.scalars(q)).all())
+    more, rows = len(rows) > limit, rows[:limit]
+    nxt = pagination.encode(rows[-1].created_at, rows[-1].id) if more and rows else None
+    return Page[WebhookRead](items=[_read(r) for r in rows], next_cursor=nxt)
+
+
+async def remove(s: AsyncSession, who: Principal, webhook_id: str) -> None:
+    """Stop sending to the endpoint; pending retries end at their next attempt."""
+    if not await webhooks.remove_endpoint(s, who.tenant_id, webhook_id):
+        raise NotFound(f"webhook {webhook_id} not found")
+
+
+async def deliveries(
+    s: AsyncSession, who: Principal, webhook_id: str, *, cursor: str | None, limit: int
+) -> Page[WebhookDeliveryRead]:
+    """The endpoint's deliveries, newest first, each with its attempts."""
+    endpoint = await _get(s, who, webhook_id)
+    q: Any = select(WebhookDelivery).where(
+        WebhookDelivery.endpoint_id == endpoint.id, WebhookDelivery.tenant_id == who.tenant_id
+    )
+    q = pagination.after(q, cursor, WebhookDelivery.created_at, WebhookDelivery.id).limit(limit + 1)
+    rows = list((await s.scalars(q)).all())
+    more, rows = len(rows) > limit, rows[:limit]
+    attempts: dict[str, list[WebhookAttemptRead]] = {r.id: [] for r in rows}
+    if rows:
+        for a in await s.scalars(
+            select(WebhookAttempt)
+            .where(WebhookAttempt.delivery_id.in_(list(attempts)))
+            .order_by(WebhookAttempt.attempt)
+        ):
+            attempts[a.delivery_id].append(
+                WebhookAttemptRead(
+                    attempt=a.attempt,
+                    started_at=a.started_at,
+                    duration_ms=a.duration_ms,
+                    status_code=a.status_code,
+                    error=a.error,
+                )
+            )
+    nxt = pagination.encode(rows[-1].created_at, rows[-1].id) if more and rows else None
+    items = [
+        WebhookDeliveryRead(
+            id=r.id,
+            message_id=r.message_id,
+            event_type=r.event_type,
+            run_id=r.run_id,
+            status=r.status,
+            attempts=attempts[r.id],
+            created_at=r.created_at,
+            delivered_at=r.delivered_at,
+        )
+        for r in rows
+    ]
+    return Page[WebhookDeliveryRead](items=items, next_cursor=nxt)

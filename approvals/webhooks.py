@@ -1,0 +1,328 @@
+"""Webhook endpoints, deliveries and their attempts; Standard Webhooks signing; the outbound URL policy.
+
+A tenant registers endpoints (URL + secret). Each event the workflow emits becomes one delivery per matching
+endpoint, whose body is fixed when the delivery is recorded, so every retry sends the same ``webhook-id`` and
+the same bytes. Signatures follow the Standard Webhooks scheme: ``v1,<base64 HMAC-SHA256>`` over
+``"{webhook-id}.{webhook-timestamp}.{body}"`` with the key in the ``whsec_<base64>`` secret.
+
+Pure domain and queries: the HTTP POST lives in the worker (``workers/activities/webhooks.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime as dt
+import hashlib
+import hmac
+import ipaddress
+import json
+import secrets
+import socket
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Mapped, mapped_column
+
+from countersign.db import Base, utcnow
+
+EVENT_TYPES: Final = (
+    "run.completed",
+    "run.failed",
+    "approval.requested",
+    "approval.decided",
+    "approval.expired",
+)
+SECRET_PREFIX = "whsec_"
+SIGNATURE_VERSION = "v1"
+DEFAULT_TOLERANCE_SECONDS = 300
+MAX_URL_LENGTH = 2000
+
+
+class WebhookEndpoint(Base):
+    """Where a tenant wants events sent. The secret is kept (not hashed): signing needs it."""
+
+    __tablename__ = "webhook_endpoints"
+    __table_args__ = (Index("ix_webhook_endpoints_tenant_created", "tenant_id", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"))
+    url: Mapped[str] = mapped_column(String(MAX_URL_LENGTH))
+    secret: Mapped[str] = mapped_column(String(100))
+    events: Mapped[list[str]]
+    description: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    removed_at: Mapped[dt.datetime | None]
+
+
+class WebhookDelivery(Base):
+    """One event for one endpoint: the exact body, its message id, and where delivery stands."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        UniqueConstraint("endpoint_id", "message_id", name="uq_webhook_deliveries_endpoint_message"),
+        Index("ix_webhook_deliveries_endpoint_created", "endpoint_id", "created_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"))
+    endpoint_id: Mapped[str] = mapped_column(ForeignKey("webhook_endpoints.id"))
+    message_id: Mapped[str] = mapped_column(String(64))
+    event_type: Mapped[str] = mapped_column(String(64))
+    run_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    body: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(default=0)
+    last_status_code: Mapped[int | None]
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    delivered_at: Mapped[dt.datetime | None]
+
+
+class WebhookAttempt(Base):
+    """One HTTP attempt of a delivery (the Temporal activity attempt number)."""
+
+    __tablename__ = "webhook_attempts"
+    __table_args__ = (
+        UniqueConstraint("delivery_id", "attempt", name="uq_webhook_attempts_delivery_attempt"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    delivery_id: Mapped[str] = mapped_column(ForeignKey("webhook_deliveries.id"), index=True)
+    attempt: Mapped[int]
+    started_at: Mapped[dt.datetime]
+    duration_ms: Mapped[int]
+    status_code: Mapped[int | None]
+    error: Mapped[str | None] = mapped_column(String(500))
+
+
+# --- signing -------------------------------------------------------------------------------------------
+
+
+class WebhookVerificationError(ValueError):
+    """The signature, timestamp or headers of a received webhook do not check out."""
+
+
+def new_secret() -> str:
+    """A fresh signing secret: ``whsec_`` + base64 of 32 random bytes."""
+    return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def _key(secret: str) -> bytes:
+    raw = secret.removeprefix(SECRET_PREFIX)
+    try:
+        return base64.b64decode(raw, validate=True)
+    except ValueError as e:
+        raise WebhookVerificationError("the secret is not whsec_<base64>") from e
+
+
+def sign(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
+    """The ``webhook-signature`` value for one attempt."""
+    signed = f"{message_id}.{timestamp}.".encode() + body
+    digest = hmac.new(_key(secret), signed, hashlib.sha256).digest()
+    return f"{SIGNATURE_VERSION},{base64.b64encode(digest).decode()}"
+
+
+def signed_headers(secret: str, message_id: str, timestamp: int, body: bytes) -> dict[str, str]:
+    """The three Standard Webhooks headers for one attempt."""
+    return {
+        "webhook-id": message_id,
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": sign(secret, message_id, timestamp, body),
+    }
+
+
+def verify(
+    secret: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    now: float,
+    tolerance_seconds: int = DEFAULT_TOLERANCE_SECONDS,
+) -> None:
+    """Check a received webhook as a receiver must; raises ``WebhookVerificationError`` when it fails.
+
+    ``headers`` lookups are lower-case. The timestamp must be within ``tolerance_seconds`` of ``now`` (so a
+    captured request cannot be replayed later), and one of the space-separated ``v1`` signatures must match.
+    """
+    lower = {k.lower(): v for k, v in headers.items()}
+    message_id, stamp, given = (
+        lower.get(h) for h in ("webhook-id", "webhook-timestamp", "webhook-signature")
+    )
+    if not message_id or not stamp or not given:
+        raise WebhookVerificationError("missing webhook-id, webhook-timestamp or webhook-signature")
+    try:
+        timestamp = int(stamp)
+    except ValueError as e:
+        raise WebhookVerificationError("webhook-timestamp is not an integer") from e
+    if abs(now - timestamp) > tolerance_seconds:
+        raise WebhookVerificationError("webhook-timestamp is outside the tolerance")
+    expected = sign(secret, message_id, timestamp, body).encode()
+    for candidate in given.split():
+        if candidate.startswith(f"{SIGNATURE_VERSION},") and hmac.compare_digest(
+            candidate.encode(), expected
+        ):
+            return
+    raise WebhookVerificationError("no signature matches")
+
+
+def event_body(event_type: str, occurred_at: dt.datetime, data: dict[str, Any]) -> str:
+    """The JSON body of an event (Standard Webhooks shape: type, timestamp, data), serialised once."""
+    payload = {"type": event_type, "timestamp": occurred_at.astimezone(dt.UTC).isoformat(), "data": data}
+    return json.dumps(payload, separators=(",", ":"), sort_keys=True, default=str)
+
+
+# --- where webhooks may go -----------------------------------------------------------------------------
+
+
+class UnsafeUrl(ValueError):
+    """A webhook URL the policy refuses; the message says why."""
+
+
+def check_url_syntax(url: str) -> tuple[str, int]:
+    """(host, port) of an acceptable URL: http(s), a host, no credentials; raises ``UnsafeUrl``."""
+    if len(url) > MAX_URL_LENGTH:
+        raise UnsafeUrl(f"longer than {MAX_URL_LENGTH} characters")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as e:
+        raise UnsafeUrl(f"not a valid URL ({e})") from e
+    if parts.scheme not in ("http", "https"):
+        raise UnsafeUrl("only http and https URLs are allowed")
+    if not parts.hostname:
+        raise UnsafeUrl("the URL has no host")
+    if parts.username or parts.password:
+        # Credentials in a URL end up in logs and proxies; receivers authenticate by the signature instead.
+        raise UnsafeUrl("credentials in the URL are not allowed")
+    return parts.hostname, port or (443 if parts.scheme == "https" else 80)
+
+
+def is_public_address(address: str) -> bool:
+    """Whether an IP address is globally routable (not private, loopback, link-local, reserved...)."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_global and not ip.is_multicast
+
+
+async def check_url(url: str, *, allow_private: bool) -> None:
+    """Refuse URLs that are not http(s) or, unless ``allow_private``, that resolve to a non-public address.
+
+    Every address the host resolves to is checked, so a name with one public and one internal record is
+    refused. The worker repeats the check before each attempt, because DNS answers can change.
+    """
+    host, port = check_url_syntax(url)
+    if allow_private:
+        return
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as e:
+        raise UnsafeUrl(f"the host {host!r} does not resolve") from e
+    addresses = {str(info[4][0]) for info in infos}
+    if not addresses:
+        raise UnsafeUrl(f"the host {host!r} does not resolve")
+    blocked = sorted(a for a in addresses if not is_public_address(a))
+    if blocked:
+        raise UnsafeUrl(
+            f"the host {host!r} resolves to a private, loopback or link-local address ({', '.join(blocked)})"
+        )
+
+
+# --- repository ----------------------------------------------------------------------------------------
+
+
+async def create_endpoint(
+    session: AsyncSession,
+    *,
+    tenant_id: str,
+    url: str,
+    events: Sequence[str] | None = None,
+    description: str | None = None,
+) -> WebhookEndpoint:
+    """Record an endpoint with a fresh secret (the caller shows ``row.secret`` once)."""
+    unknown = sorted(set(events or ()) - set(EVENT_TYPES))
+    if unknown:
+        raise ValueError(f"unknown event type(s): {', '.join(unknown)}")
+    row = WebhookEndpoint(
+        id=str(uuid.uuid4()),
+        tenant_id=tenant_id,
+        url=url,
+        secret=new_secret(),
+        events=sorted(set(events)) if events else list(EVENT_TYPES),
+        description=description,
+    )
+    session.add(row)
+    await session.flush()
+    return row
+
+
+async def get_endpoint(session: AsyncSession, tenant_id: str, endpoint_id: str) -> WebhookEndpoint | None:
+    """An active endpoint of the tenant (another tenant's id reads as missing)."""
+    row = await session.get(WebhookEndpoint, endpoint_id)
+    if row is None or row.tenant_id != tenant_id or row.removed_at is not None:
+        return None
+    return row
+
+
+async def remove_endpoint(session: AsyncSession, tenant_id: str, endpoint_id: str) -> bool:
+    """Stop sending to an endpoint; its deliveries stay for the record. False when there is none."""
+    row = await get_endpoint(session, tenant_id, endpoint_id)
+    if row is None:
+        return False
+    row.removed_at = utcnow()
+    return True
+
+
+async def enqueue(
+    session: AsyncSession,
+    *,
+    message_id: str,
+    event_type: str,
+    tenant_id: str,
+    run_id: str | None,
+    occurred_at: dt.datetime,
+    data: dict[str, Any],
+) -> list[str]:
+    """One delivery per active endpoint of the tenant subscribed to the event; idempotent per message id.
+
+    Returns the ids of the pending deliveries, including ones an earlier (retried) call recorded.
+    """
+    endpoints = (
+        await session.scalars(
+            select(WebhookEndpoint)
+            .where(WebhookEndpoint.tenant_id == tenant_id, WebhookEndpoint.removed_at.is_(None))
+            .order_by(WebhookEndpoint.created_at, WebhookEndpoint.id)
+        )
+    ).all()
+    body = event_body(event_type, occurred_at, data)
+    ids: list[str] = []
+    for endpoint in endpoints:
+        if event_type not in endpoint.events:
+            continue
+        existing = await session.scalar(
+            select(WebhookDelivery).where(
+                WebhookDelivery.endpoint_id == endpoint.id, WebhookDelivery.message_id == message_id
+            )
+        )
+        if existing is None:
+            existing = WebhookDelivery(
+                id=str(uuid.uuid4()),
+                tenant_id=tenant_id,
+                endpoint_id=endpoint.id,
+                message_id=message_id,
+                event_type=event_type,
+                run_id=run_id,
+                body=body,
+                status="pending",
+                attempts=0,
+            )
+            session.add(existing)
+        if existing.status == "pending":
+            ids.append(existing.id)
+    await session.flush()
+    return ids

@@ -1,0 +1,260 @@
+"""Webhooks end to end: a real receiver on 127.0.0.1 that fails at first still gets every event, signed,
+with the same id and body on every attempt; each attempt is recorded."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from temporalio.testing import WorkflowEnvironment
+
+from approvals.webhooks import WebhookVerificationError, verify
+from tests.conftest import Stack
+from tests.e2e.test_gates import decide
+
+
+@dataclass
+class Received:
+    """One request the receiver got."""
+
+    headers: dict[str, str]
+    body: bytes
+    answered: int
+
+
+@dataclass
+class Receiver:
+    """A local HTTP server answering 500 to the first ``failures`` requests of each webhook-id, then 200."""
+
+    failures: int
+    loop: asyncio.AbstractEventLoop
+    requests: list[Received] = field(default_factory=list)
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+    url: str = ""
+
+    def handle(self, headers: dict[str, str], body: bytes) -> int:
+        seen = sum(1 for r in self.requests if r.headers.get("webhook-id") == headers.get("webhook-id"))
+        status = 500 if seen < self.failures else 200
+        self.requests.append(Received(headers, body, status))
+        self.loop.call_soon_threadsafe(self.changed.set)
+        return status
+
+    def delivered(self) -> dict[str, list[Received]]:
+        """Every request, grouped by webhook-id, for the ids that got a 200."""
+        ids = {r.headers["webhook-id"] for r in self.requests if r.answered == 200}
+        return {i: [r for r in self.requests if r.headers["webhook-id"] == i] for i in ids}
+
+    async def wait_delivered(self, count: int, timeout: float = 60) -> dict[str, list[Received]]:
+        """Wait (on the receiver's own signal) until ``count`` distinct events were answered 200."""
+        async with asyncio.timeout(timeout):
+            while len(self.delivered()) < count:
+                self.changed.clear()
+                await self.changed.wait()
+        return self.delivered()
+
+
+@contextmanager
+def _serving(receiver: Receiver) -> Iterator[Receiver]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("content-length", "0")))
+            status = receiver.handle({k.lower(): v for k, v in self.headers.items()}, body)
+            self.send_response(status)
+            self.send_header("content-length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    receiver.url = f"http://127.0.0.1:{server.server_address[1]}/hooks/countersign"
+    try:
+        yield receiver
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+@pytest.fixture
+async def flaky_receiver() -> AsyncIterator[Receiver]:
+    """Down (500) for the first two attempts of every event."""
+    with _serving(Receiver(failures=2, loop=asyncio.get_running_loop())) as r:
+        yield r
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    """Answers 200 at once."""
+    with _serving(Receiver(failures=0, loop=asyncio.get_running_loop())) as r:
+        yield r
+
+
+async def _register(stack: Stack, url: str, **body: Any) -> dict[str, Any]:
+    r = await stack.http.post("/v1/webhooks", json={"url": url, **body}, headers=stack.auth("admin"))
+    assert r.status_code == 201, r.text
+    created: dict[str, Any] = r.json()
+    assert created["secret"].startswith("whsec_")
+    return created
+
+
+async def _deliveries(stack: Stack, webhook_id: str) -> dict[str, Any]:
+    """The endpoint's deliveries once each delivery workflow has finished (waits on Temporal, not time)."""
+    url = f"/v1/webhooks/{webhook_id}/deliveries"
+    page: dict[str, Any] = (await stack.http.get(url, headers=stack.auth("admin"))).json()
+    for d in page["items"]:
+        await stack.client.get_workflow_handle(f"webhook-delivery-{d['id']}").result()
+    page = (await stack.http.get(url, headers=stack.auth("admin"))).json()
+    return page
+
+
+async def test_a_receiver_that_fails_at_first_gets_every_event_signed_and_unchanged(
+    stack: Stack, flaky_receiver: Receiver
+) -> None:
+    hook = await _register(stack, flaky_receiver.url)
+    assert set(hook["events"]) == {
+        "run.completed",
+        "run.failed",
+        "approval.requested",
+        "approval.decided",
+        "approval.expired",
+    }
+    run = await stack.start("support_drafting", {"ticket_id": "T-1002"})
+    [item] = await stack.pending(run["id"])
+    assert (await decide(stack, item, "alice")).status_code == 201
+    assert (await stack.result(run["id"]))["status"] == "completed"
+
+    delivered = await flaky_receiver.wait_delivered(3)
+    now = time.time()
+    events = {}
+    for message_id, attempts in delivered.items():
+        assert [a.answered for a in attempts] == [500, 500, 200]
+        assert len({a.body for a in attempts}) == 1  # the same bytes on every attempt
+        for a in attempts:
+            assert a.headers["webhook-id"] == message_id
+            assert a.headers["content-type"] == "application/json"
+            verify(hook["secret"], a.headers, a.body, now=now)
+        payload = json.loads(attempts[0].body)
+        events[payload["type"]] = payload
+    assert set(events) == {"approval.requested", "approval.decided", "run.completed"}
+    assert events["approval.requested"]["data"]["request_id"] == item["id"]
+    assert events["approval.requested"]["data"]["arguments_hash"] == item["arguments_hash"]
+    assert "arguments" not in events["approval.requested"]["data"]
+    assert events["approval.decided"]["data"]["status"] == "approved"
+    assert events["approval.decided"]["data"]["decision"]["principal_id"] == stack.principals["alice"]
+    assert events["run.completed"]["data"]["run_id"] == run["id"]
+    assert "refunded 250.00" in events["run.completed"]["data"]["output"]["reply"]
+
+    page = await _deliveries(stack, hook["id"])
+    assert len(page["items"]) == 3
+    for d in page["items"]:
+        assert d["status"] == "delivered" and d["message_id"] in delivered
+        assert [a["status_code"] for a in d["attempts"]] == [500, 500, 200]
+        assert [a["attempt"] for a in d["attempts"]] == [1, 2, 3]
+        assert d["attempts"][0]["error"] == "the receiver answered 500"
+
+
+async def test_only_subscribed_events_go_to_an_endpoint_and_a_removed_one_gets_nothing(
+    stack: Stack, receiver: Receiver
+) -> None:
+    only_done = await _register(stack, receiver.url, events=["run.completed"])
+    removed = await _register(stack, receiver.url + "?removed=1")
+    gone = await stack.http.delete(f"/v1/webhooks/{removed['id']}", headers=stack.auth("admin"))
+    assert gone.status_code == 204
+    again = await stack.http.delete(f"/v1/webhooks/{removed['id']}", headers=stack.auth("admin"))
+    assert again.status_code == 404
+    listed = (await stack.http.get("/v1/webhooks", headers=stack.auth("admin"))).json()
+    assert [w["id"] for w in listed["items"]] == [only_done["id"]] and "secret" not in listed["items"][0]
+
+    run = await stack.start("support_drafting", {"ticket_id": "T-1001"})
+    await stack.result(run["id"])
+    [(message_id, [request])] = (await receiver.wait_delivered(1)).items()
+    assert json.loads(request.body)["type"] == "run.completed"
+    [delivery] = (await _deliveries(stack, only_done["id"]))["items"]
+    assert delivery["message_id"] == message_id and delivery["status"] == "delivered"
+    assert len(receiver.requests) == 1
+
+
+async def test_tampering_is_detected(stack: Stack, receiver: Receiver) -> None:
+    hook = await _register(stack, receiver.url, events=["run.completed"])
+    run = await stack.start("support_drafting", {"ticket_id": "T-1001"})
+    await stack.result(run["id"])
+    [[request]] = (await receiver.wait_delivered(1)).values()
+    now = time.time()
+    verify(hook["secret"], request.headers, request.body, now=now)
+    tampered = request.body.replace(b"completed", b"cancelled")
+    with pytest.raises(WebhookVerificationError, match="no signature matches"):
+        verify(hook["secret"], request.headers, tampered, now=now)
+    with pytest.raises(WebhookVerificationError, match="tolerance"):
+        verify(hook["secret"], request.headers, request.body, now=now + 3600)
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_webhook_urls_must_be_public_http_unless_allowed(make_stack: Any, db_url: str) -> None:
+    async with make_stack(db_url, worker=False, webhook_allow_private=False) as stack:
+        for url, why in [
+            ("ftp://example.com/x", "only http and https"),
+            ("http://127.0.0.1:8080/x", "private, loopback or link-local"),
+            ("http://localhost/x", "private, loopback or link-local"),
+            ("http://169.254.169.254/latest/meta-data", "private, loopback or link-local"),
+            ("http://10.1.2.3/x", "private, loopback or link-local"),
+            ("http://[::1]/x", "private, loopback or link-local"),
+            ("http://[::ffff:127.0.0.1]/x", "private, loopback or link-local"),
+            ("https://user:secret@example.com/x", "credentials"),
+            ("https:///nohost", "no host"),
+        ]:
+            r = await stack.http.post("/v1/webhooks", json={"url": url}, headers=stack.auth("admin"))
+            assert r.status_code == 422, (url, r.text)
+            problem = r.json()
+            assert problem["type"].endswith("/invalid") and why in problem["detail"], (url, problem)
+            assert problem["errors"] == [{"field": "url", "message": problem["detail"].removeprefix("url: ")}]
+        unknown = await stack.http.post(
+            "/v1/webhooks",
+            json={"url": "https://203.0.113.9/x", "events": ["run.exploded"]},
+            headers=stack.auth("admin"),
+        )
+        assert unknown.status_code == 422 and unknown.json()["errors"][0]["field"].startswith("events")
+
+
+POLICY = """
+defaults:
+  roles: ["approver:support"]
+rules:
+  - id: reads
+    tool: "get_*"
+    outcome: allow
+  - id: refunds-timed
+    tool: issue_refund
+    outcome: require_approval
+    roles: ["approver:finance"]
+    ttl: 1h
+"""
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_expiry_is_sent_as_approval_expired(
+    skipping_stack: Any, skipping_env: WorkflowEnvironment, db_url: str, tmp_path: Path, receiver: Receiver
+) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(POLICY)
+    async with skipping_stack(db_url, policy_path=policy) as stack:
+        await _register(stack, receiver.url, events=["approval.expired"])
+        run = await stack.start("support_drafting", {"ticket_id": "T-1002"})
+        [item] = await stack.pending(run["id"])
+        await skipping_env.sleep(timedelta(minutes=61))
+        [[request]] = (await receiver.wait_delivered(1)).values()
+        payload = json.loads(request.body)
+        assert payload["type"] == "approval.expired"
+        assert payload["data"]["request_id"] == item["id"] and payload["data"]["status"] == "expired"
