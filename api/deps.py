@@ -107,6 +107,7 @@ ApproverDep = Annotated[Principal, Depends(require("approver"))]
 ApprovalReaderDep = Annotated[Principal, Depends(require("approver", "auditor"))]
 AuditorDep = Annotated[Principal, Depends(require("auditor"))]
 AdminDep = Annotated[Principal, Depends(require("admin"))]
+AnyRoleDep = Annotated[Principal, Depends(require("trigger", "approver", "auditor", "admin"))]
 
 
 async def run_rate_limit(request: Request, who: TriggerDep) -> Principal:

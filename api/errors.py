@@ -109,6 +109,16 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400:
+            # FastAPI answers 400 only for a body it cannot decode: report it as the invalid body it is.
+            detail = f"body: {exc.detail}"
+            return problem(
+                422,
+                "invalid",
+                "Invalid request",
+                detail,
+                errors=[{"field": "body", "message": str(exc.detail)}],
+            )
         codes = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large", 401: "unauthorized"}
         return problem(
             exc.status_code,

@@ -28,6 +28,7 @@ from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
+from countersign import models as _kernel_models  # noqa: F401  (defines "tenants", which the FKs name)
 from countersign.db import Base, utcnow
 
 EVENT_TYPES: Final = (

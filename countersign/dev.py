@@ -154,6 +154,8 @@ def run_dev(settings: Settings, demo: bool = False) -> int:
         **os.environ,
         "COUNTERSIGN_DATA_DIR": str(settings.data_dir),
         "COUNTERSIGN_TEMPORAL_ADDRESS": settings.resolved_temporal_address(),
+        # On one machine, webhook receivers usually listen on localhost: allow it unless set explicitly.
+        "COUNTERSIGN_WEBHOOK_ALLOW_PRIVATE": os.environ.get("COUNTERSIGN_WEBHOOK_ALLOW_PRIVATE", "true"),
     }
     children: list[subprocess.Popen[bytes]] = []
     stopping = False

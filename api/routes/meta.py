@@ -7,7 +7,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from agents.catalog import AGENTS
-from api.deps import PrincipalDep
+from api.deps import AnyRoleDep
 from api.errors import problems
 from api.schemas import AgentRead, Health, Readiness
 
@@ -15,7 +15,7 @@ router = APIRouter(prefix="/v1", tags=["meta"])
 
 
 @router.get("/agents", response_model=list[AgentRead], responses=problems(401, 403))
-async def list_agents(who: PrincipalDep) -> list[AgentRead]:
+async def list_agents(who: AnyRoleDep) -> list[AgentRead]:
     """Every agent: name, description, input schema, an example input, its tools and scopes."""
     return [
         AgentRead.model_validate(spec.describe())

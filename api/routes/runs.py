@@ -70,7 +70,27 @@ _EVENT_STREAM: dict[int | str, dict[str, Any]] = {
             "A `text/event-stream`: one event per ledger entry of the run (`id` is its `seq`, `event` its "
             "type, `data` a `RunEvent` as JSON); the stream ends when the run has finished."
         ),
-        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        # OpenAPI 3.1 has an event stream's `schema` describe one event (3.2 names it `itemSchema`).
+        "content": {
+            "text/event-stream": {
+                "schema": {
+                    "type": "object",
+                    "required": ["id", "event", "data"],
+                    "properties": {
+                        "id": {
+                            "type": "string",
+                            "description": "The event's `seq`: send it as Last-Event-ID",
+                        },
+                        "event": {"type": "string", "description": "The ledger event type"},
+                        "data": {
+                            "type": "string",
+                            "contentMediaType": "application/json",
+                            "contentSchema": {"$ref": "#/components/schemas/RunEvent"},
+                        },
+                    },
+                }
+            }
+        },
     }
 }
 
