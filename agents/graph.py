@@ -13,7 +13,7 @@ import json
 import logging
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal, Protocol, TypedDict
@@ -23,6 +23,7 @@ from langchain_core.messages import (
     AIMessage,
     AnyMessage,
     BaseMessage,
+    HumanMessage,
     SystemMessage,
     ToolMessage,
     convert_to_messages,
@@ -32,13 +33,15 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.message import add_messages
 from langgraph.runtime import Runtime
 from langgraph.types import interrupt
+from opentelemetry.trace import SpanKind, StatusCode
 from pydantic import ValidationError
 from temporalio.common import RetryPolicy
 
 from agents.spec import AgentSpec
 from approvals.policy import PolicyStore, Verdict
+from countersign.telemetry import RUN_ID, tracer
 from tools.business import BusinessStore, canonical_hash
-from tools.registry import ToolContext, load_all
+from tools.registry import BusinessTool, ToolContext, load_all
 
 log = logging.getLogger("countersign.agents")
 
@@ -50,14 +53,27 @@ class RunContext(TypedDict):
     tenant_id: str
     caller: str
     agent: str
+    budget: dict[str, float]
 
 
-def add_usage(left: dict[str, int] | None, right: dict[str, int] | None) -> dict[str, int]:
-    """Reducer summing token counts and model calls across model turns."""
+def add_usage(left: dict[str, float] | None, right: dict[str, float] | None) -> dict[str, float]:
+    """Reducer summing tokens, model calls and cost across model turns."""
     out = dict(left or {})
     for k, v in (right or {}).items():
-        out[k] = out.get(k, 0) + int(v)
+        out[k] = out.get(k, 0) + v
     return out
+
+
+def over_budget(usage: dict[str, float], budget: dict[str, float]) -> str | None:
+    """Which limit the run's usage has reached, if any."""
+    tokens = usage.get("input_tokens", 0) + usage.get("output_tokens", 0)
+    if usage.get("model_calls", 0) >= budget.get("max_model_calls", float("inf")):
+        return "max_model_calls"
+    if tokens >= budget.get("max_tokens", float("inf")):
+        return "max_tokens"
+    if usage.get("cost_usd", 0) >= budget.get("max_cost_usd", float("inf")):
+        return "max_cost_usd"
+    return None
 
 
 class AgentState(TypedDict, total=False):
@@ -67,7 +83,10 @@ class AgentState(TypedDict, total=False):
     verdicts: dict[str, dict[str, Any]]
     decisions: dict[str, dict[str, Any]]
     output: dict[str, Any] | None
-    usage: Annotated[dict[str, int], add_usage]
+    stopped: dict[str, Any] | None
+    invalid_outputs: int
+    escalation: dict[str, Any] | None
+    usage: Annotated[dict[str, float], add_usage]
 
 
 class EventSink(Protocol):
@@ -85,11 +104,31 @@ class AgentServices:
     model_for: Callable[[AgentSpec], BaseChatModel]
     events: EventSink
     task_queue: str = "countersign"
+    model_label: str = "scripted"
+    agent_models: dict[str, str] = field(default_factory=dict)
+    fallback_for: Callable[[AgentSpec], BaseChatModel] | None = None
+    prices: dict[str, dict[str, float]] = field(default_factory=dict)
+    capture_content: bool = False
+    seen_policies: set[str] = field(default_factory=set)
     model_timeout: timedelta = timedelta(seconds=60)
     model_attempts: int = 3
     tool_timeout: timedelta = timedelta(seconds=30)
     fault_point: str = ""
     fault_marker: str = ""
+
+    def label(self, agent: str) -> str:
+        """The provider string of the agent's model."""
+        return self.agent_models.get(agent, self.model_label)
+
+    def cost(self, label: str, input_tokens: int, output_tokens: int) -> float | None:
+        """Cost in USD of one model call by the price table, or None when the model has no price."""
+        price = self.prices.get(label)
+        if price is None:
+            return None
+        return (
+            input_tokens * price.get("input_per_million", 0.0)
+            + output_tokens * price.get("output_per_million", 0.0)
+        ) / 1_000_000
 
     async def fault(self, point: str) -> None:
         """Test-only: at the configured point, announce it through the marker file and hang until killed."""
@@ -125,23 +164,110 @@ async def call_model(
 ) -> dict[str, Any]:
     """Ask the model for its next message; a message with no tool calls finishes the run."""
     services, spec = _bound(config)
+    ctx = runtime.context
     messages = convert_to_messages(state.get("messages", []))
-    model = services.model_for(spec).bind_tools([t.schema() for t in spec.tools().values()])
-    steps = sum(1 for m in messages if isinstance(m, AIMessage))
-    if steps >= spec.max_steps:
-        ai = AIMessage(content=f"Stopped: the agent reached its limit of {spec.max_steps} model turns.")
-    else:
-        ai = await model.ainvoke([SystemMessage(spec.prompt), *messages])
-    meta: dict[str, Any] = dict(ai.usage_metadata or {})
-    usage = {
-        "input_tokens": int(meta.get("input_tokens", 0)),
-        "output_tokens": int(meta.get("output_tokens", 0)),
-        "model_calls": 1,
+    limit = over_budget(state.get("usage") or {}, ctx.get("budget") or {})
+    if limit is not None:
+        stop = AIMessage(content=f"Stopped: the run reached its budget ({limit}).")
+        return {"messages": [stop], "stopped": {"reason": "budget_exceeded", "limit": limit}}
+    schemas = [t.schema() for t in spec.tools().values()]
+    model: Any = services.model_for(spec).bind_tools(schemas)
+    if services.fallback_for is not None:
+        model = model.with_fallbacks([services.fallback_for(spec).bind_tools(schemas)])
+    label = services.label(spec.name)
+    provider, _, name = label.rpartition(":")
+    attributes = {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.provider.name": provider or label,
+        "gen_ai.request.model": name,
+        "gen_ai.agent.name": spec.name,
+        RUN_ID: ctx["run_id"],
     }
+    with tracer().start_as_current_span(f"chat {name}", kind=SpanKind.CLIENT, attributes=attributes) as span:
+        ai = await model.ainvoke([SystemMessage(spec.prompt), *messages])
+        meta: dict[str, Any] = dict(ai.usage_metadata or {})
+        tokens_in, tokens_out = int(meta.get("input_tokens", 0)), int(meta.get("output_tokens", 0))
+        cost = services.cost(label, tokens_in, tokens_out)
+        span.set_attributes(
+            {
+                "gen_ai.usage.input_tokens": tokens_in,
+                "gen_ai.usage.output_tokens": tokens_out,
+                "gen_ai.response.model": str(ai.response_metadata.get("model_name") or name),
+                "gen_ai.response.finish_reasons": ["tool_calls" if ai.tool_calls else "stop"],
+                "countersign.cost_usd": cost or 0.0,
+                "countersign.output.hash": canonical_hash(
+                    {"content": ai.content, "tool_calls": ai.tool_calls}
+                ),
+            }
+        )
+        if services.capture_content:
+            span.set_attribute("gen_ai.output.text", str(ai.content))
+    usage = {
+        "input_tokens": tokens_in,
+        "output_tokens": tokens_out,
+        "model_calls": 1,
+        "cost_usd": cost or 0.0,
+    }
+    turn = sum(1 for m in messages if isinstance(m, AIMessage))
+    await services.events(
+        event_id=f"{ctx['run_id']}:model:{turn}",
+        type="model.called",
+        ctx=ctx,
+        data={
+            "model": label,
+            "input_tokens": tokens_in,
+            "output_tokens": tokens_out,
+            "cost_usd": cost,
+            "priced": cost is not None,
+            "tool_calls": len(ai.tool_calls),
+        },
+    )
     update: dict[str, Any] = {"messages": [ai], "usage": usage}
     if not ai.tool_calls:
-        update["output"] = spec.finish([*messages, ai])
+        update |= _finish(services, spec, ctx, [*messages, ai], state.get("invalid_outputs", 0))
     return update
+
+
+def _finish(
+    services: AgentServices,
+    spec: AgentSpec,
+    ctx: RunContext,
+    messages: list[BaseMessage],
+    invalid_before: int,
+) -> dict[str, Any]:
+    """The run's output; an invalid one is sent back to the model once, then escalated to a person."""
+    output = spec.finish(messages)
+    problem = spec.check_output(output)
+    if problem is None:
+        return {"output": output}
+    if invalid_before == 0:
+        feedback = HumanMessage(
+            content=f"Your final answer does not fit the required output ({problem}). "
+            "Answer again with a complete, valid answer."
+        )
+        return {"messages": [feedback], "invalid_outputs": 1}
+    policy = services.policy.current
+    verdict = policy.evaluate(
+        tool="escalate_to_person",
+        kind="write",
+        args={"reason": "invalid_output"},
+        agent=spec.name,
+        tenant=ctx["tenant_id"],
+        caller=ctx["caller"],
+    )
+    if verdict.outcome != "require_approval":
+        # Whatever the policy says of the tool, an escalation always reaches a person.
+        verdict = Verdict(
+            outcome="require_approval",
+            rule="escalation",
+            policy_version=policy.version,
+            roles=("approver:support",),
+            ttl_seconds=86_400,
+        )
+    return {
+        "invalid_outputs": invalid_before + 1,
+        "escalation": {"reason": "invalid_output", "errors": problem, "verdict": verdict.to_dict()},
+    }
 
 
 async def evaluate_policy(
@@ -154,6 +280,14 @@ async def evaluate_policy(
     ai = _last_ai(convert_to_messages(state.get("messages", [])))
     services.policy.maybe_reload()
     policy = services.policy.current
+    if policy.version not in services.seen_policies:
+        services.seen_policies.add(policy.version)
+        await services.events(
+            event_id=f"policy:{policy.version}:loaded",
+            type="policy.loaded",
+            ctx=ctx,
+            data={"version": policy.version, "rules": len(policy.rules)},
+        )
     verdicts: dict[str, dict[str, Any]] = {}
     for call in ai.tool_calls if ai else []:
         call_id = str(call["id"])
@@ -181,6 +315,18 @@ async def evaluate_policy(
                     caller=ctx["caller"],
                 )
         verdicts[call_id] = verdict.to_dict()
+        with tracer().start_as_current_span(
+            f"approval.evaluate {call['name']}",
+            attributes={
+                "gen_ai.tool.name": call["name"],
+                "gen_ai.tool.call.id": call_id,
+                RUN_ID: ctx["run_id"],
+                "approval.verdict": verdict.outcome,
+                "approval.rule": verdict.rule,
+                "approval.policy_version": verdict.policy_version,
+            },
+        ):
+            pass
         data = {
             "tool": call["name"],
             "tool_call_id": call_id,
@@ -242,20 +388,9 @@ async def run_tools(
         if key is not None:
             tool = granted[call["name"]]
             await services.fault("before_tool")
-            try:
-                result = await tool.run(
-                    args,
-                    ToolContext(
-                        tenant_id=ctx["tenant_id"],
-                        caller=ctx["caller"],
-                        run_id=ctx["run_id"],
-                        agent=spec.name,
-                        idempotency_key=key,
-                        store=services.store,
-                    ),
-                )
-            except ValueError as e:  # pydantic's ValidationError included: the model gets the reason back
-                result, status = {"error": str(e)}, "error"
+            result, status = await _execute(
+                services, spec.name, tool, args, key, call_id, ctx, verdicts.get(call_id, {})
+            )
             await services.events(
                 event_id=f"{key}:executed",
                 type="tool.executed",
@@ -275,9 +410,60 @@ async def run_tools(
     return {"messages": out}
 
 
-async def after_model(state: AgentState) -> Literal["policy", "__end__"]:
-    """Route: tool calls go to the policy, a plain answer ends the run (async: the workflow loop needs it)."""
-    ai = _last_ai(convert_to_messages(state.get("messages", [])))
+async def _execute(
+    services: AgentServices,
+    agent: str,
+    tool: BusinessTool,
+    args: dict[str, Any],
+    key: str,
+    call_id: str,
+    ctx: RunContext,
+    verdict: dict[str, Any],
+) -> tuple[dict[str, Any], Literal["success", "error"]]:
+    """Run one tool inside its ``execute_tool`` span; business refusals come back as an error result."""
+    attributes = {
+        "gen_ai.operation.name": "execute_tool",
+        "gen_ai.tool.name": tool.name,
+        "gen_ai.tool.call.id": call_id,
+        "gen_ai.tool.type": "function",
+        RUN_ID: ctx["run_id"],
+        "countersign.tool.kind": tool.kind,
+        "countersign.idempotency_key": key,
+        "countersign.arguments.hash": canonical_hash(args),
+    }
+    if verdict.get("outcome") == "require_approval":
+        attributes["approval.request_id"] = key
+    status: Literal["success", "error"] = "success"
+    with tracer().start_as_current_span(f"execute_tool {tool.name}", attributes=attributes) as span:
+        tool_ctx = ToolContext(
+            tenant_id=ctx["tenant_id"],
+            caller=ctx["caller"],
+            run_id=ctx["run_id"],
+            agent=agent,
+            idempotency_key=key,
+            store=services.store,
+        )
+        try:
+            result = await tool.run(args, tool_ctx)
+        except ValueError as e:  # pydantic's ValidationError included: the model gets the reason back
+            result, status = {"error": str(e)}, "error"
+        if result.get("error"):
+            status = "error"
+            span.set_status(StatusCode.ERROR, "tool returned an error")
+        span.set_attribute("countersign.result.hash", canonical_hash(result))
+        if services.capture_content:
+            span.set_attribute("gen_ai.tool.call.arguments", json.dumps(args, default=str))
+            span.set_attribute("gen_ai.tool.call.result", json.dumps(result, default=str))
+    return result, status
+
+
+async def after_model(state: AgentState) -> Literal["policy", "model", "__end__"]:
+    """Route: tool calls go to the policy, feedback on an invalid answer back to the model, an answer ends
+    the run (async: the workflow's event loop cannot run a sync router)."""
+    messages = convert_to_messages(state.get("messages", []))
+    if messages and isinstance(messages[-1], HumanMessage):
+        return "model"
+    ai = _last_ai(messages)
     return "policy" if ai is not None and ai.tool_calls else "__end__"
 
 
@@ -324,7 +510,7 @@ def build_graph(spec: AgentSpec, services: AgentServices) -> StateGraph[Any, Any
         },
     )
     g.add_edge(START, "model")
-    g.add_conditional_edges("model", after_model, ["policy", END])
+    g.add_conditional_edges("model", after_model, ["policy", "model", END])
     g.add_edge("policy", "gate")
     g.add_edge("gate", "tools")
     g.add_edge("tools", "model")

@@ -10,31 +10,43 @@ from agents.scripted import ScriptedChatModel
 from agents.spec import AgentSpec
 from countersign.settings import Settings
 
+ModelFor = Callable[[AgentSpec], BaseChatModel]
 
-def model_factory(settings: Settings) -> Callable[[AgentSpec], BaseChatModel]:
-    """A function giving each agent its model, per ``COUNTERSIGN_MODEL``.
 
-    ``scripted`` (the default) is the deterministic playbook model, not a language model. Anything else is a
-    LangChain provider string such as ``openai:gpt-4.1-mini`` or ``anthropic:claude-sonnet-4-5``; with
-    ``COUNTERSIGN_MODEL_BASE_URL`` set, an OpenAI-compatible server at that URL.
+def model_string(settings: Settings, agent: str) -> str:
+    """The model an agent uses: its entry in ``COUNTERSIGN_AGENT_MODELS``, else ``COUNTERSIGN_MODEL``."""
+    return settings.agent_models.get(agent, settings.model)
+
+
+def build_model(label: str, settings: Settings, spec: AgentSpec) -> BaseChatModel:
+    """A chat model for a provider string.
+
+    ``scripted`` is the deterministic playbook model, not a language model. Anything else is a LangChain
+    provider string such as ``openai:gpt-4.1-mini``, ``anthropic:claude-sonnet-4-5`` or ``ollama:llama3.1``;
+    with ``COUNTERSIGN_MODEL_BASE_URL`` set, a bare model name means an OpenAI-compatible server at that URL.
+    The client never retries by itself: retries are Temporal activity retries, bounded and visible in history.
     """
-    if settings.model == "scripted":
-        return lambda spec: ScriptedChatModel(playbook=spec.playbook)
+    if label == "scripted":
+        return ScriptedChatModel(playbook=spec.playbook)
+    from langchain.chat_models import init_chat_model
 
-    def real(spec: AgentSpec) -> BaseChatModel:
-        from langchain.chat_models import init_chat_model
+    kwargs: dict[str, object] = {"timeout": settings.model_timeout_seconds, "max_retries": 0}
+    if settings.model_base_url:
+        kwargs["base_url"] = settings.model_base_url
+    if settings.model_api_key:
+        kwargs["api_key"] = settings.model_api_key
+    model = label if ":" in label or not settings.model_base_url else f"openai:{label}"
+    chat: BaseChatModel = init_chat_model(model, **kwargs)  # type: ignore[call-overload]
+    return chat
 
-        kwargs: dict[str, object] = {"timeout": settings.model_timeout_seconds, "max_retries": 0}
-        if settings.model_base_url:
-            kwargs["base_url"] = settings.model_base_url
-        if settings.model_api_key:
-            kwargs["api_key"] = settings.model_api_key
-        model = (
-            settings.model
-            if ":" in settings.model or not settings.model_base_url
-            else f"openai:{settings.model}"
-        )
-        chat: BaseChatModel = init_chat_model(model, **kwargs)  # type: ignore[call-overload]
-        return chat
 
-    return real
+def model_factory(settings: Settings) -> ModelFor:
+    """Each agent's primary model."""
+    return lambda spec: build_model(model_string(settings, spec.name), settings, spec)
+
+
+def fallback_factory(settings: Settings) -> ModelFor | None:
+    """The fallback model (``COUNTERSIGN_MODEL_FALLBACK``), tried when the primary call fails, if set."""
+    if not settings.model_fallback:
+        return None
+    return lambda spec: build_model(settings.model_fallback, settings, spec)

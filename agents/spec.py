@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from tools.registry import BusinessTool, load_all
 
@@ -27,7 +27,20 @@ class AgentSpec:
     playbook: Callable[[Sequence[BaseMessage]], AIMessage]
     finish: Finish
     max_steps: int = 12
+    output_model: type[BaseModel] | None = None
     tags: tuple[str, ...] = field(default=())
+
+    def check_output(self, output: dict[str, Any]) -> str | None:
+        """Why ``output`` does not fit ``output_model`` (None when it fits, or when there is no model)."""
+        if self.output_model is None:
+            return None
+        try:
+            self.output_model.model_validate(output)
+        except ValidationError as e:
+            return "; ".join(
+                f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors(include_url=False)
+            )
+        return None
 
     def tools(self) -> dict[str, BusinessTool]:
         """The registered tools whose scope this agent was granted."""

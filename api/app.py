@@ -8,6 +8,8 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from temporalio.client import Client
@@ -15,9 +17,10 @@ from temporalio.client import Client
 from api import errors
 from api.auth import JwtVerifier
 from api.ratelimit import TokenBucket
-from api.routes import approvals, meta, runs, webhooks
+from api.routes import approvals, audit, meta, runs, webhooks
 from api.schemas import Problem, RunEvent
 from approvals.policy import PolicyStore
+from countersign import telemetry
 from countersign.db import make_engine, session_factory
 from countersign.settings import Settings
 from workers.client import connect
@@ -89,6 +92,7 @@ def create_app(
         app.state.policy = PolicyStore(settings.policy_path, settings.known_roles())
         if sessions is None:
             engine = make_engine(settings.resolved_database_url())
+            SQLAlchemyInstrumentor().instrument(engine=engine.sync_engine, tracer_provider=provider)
             app.state.sessions = session_factory(engine)
         else:
             app.state.sessions = sessions
@@ -114,6 +118,11 @@ def create_app(
     app.include_router(approvals.router)
     app.include_router(webhooks.router)
     app.include_router(meta.router)
+    app.include_router(audit.router)
+    provider = telemetry.configure(
+        "countersign-api", settings.resolved_database_url(), settings.trace_retention_days
+    )
+    FastAPIInstrumentor.instrument_app(app, tracer_provider=provider, excluded_urls="/v1/healthz,/v1/readyz")
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
 
     original = app.openapi

@@ -24,6 +24,7 @@ import jwt
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from approvals import audit
 from countersign.db import utcnow
 from countersign.models import ApiKey, Tenant
 from countersign.settings import Settings
@@ -79,8 +80,9 @@ async def create_key(
     roles: list[str],
     agents: list[str] | None = None,
     expires_at: dt.datetime | None = None,
+    actor: str = "system",
 ) -> tuple[ApiKey, str]:
-    """Create a key for an existing tenant; returns the row and the secret (never stored)."""
+    """Create a key for an existing tenant; returns the row and the secret (never stored, never logged)."""
     secret, prefix = new_key()
     row = ApiKey(
         id=str(uuid.uuid4()),
@@ -94,6 +96,23 @@ async def create_key(
     )
     session.add(row)
     await session.flush()
+    await audit.append(
+        session,
+        audit.NewEvent(
+            id=f"key:{row.id}:created",
+            type="key.created",
+            actor=actor,
+            tenant_id=tenant_id,
+            data={
+                "key_id": row.id,
+                "prefix": prefix,
+                "name": name,
+                "roles": row.roles,
+                "agents": agents,
+                "expires_at": expires_at.isoformat() if expires_at else None,
+            },
+        ),
+    )
     return row, secret
 
 

@@ -7,6 +7,8 @@ from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from workers.contracts import Budget
+
 T = TypeVar("T")
 
 
@@ -21,11 +23,16 @@ class Problem(BaseModel):
 
 
 class RunCreate(BaseModel):
-    """Start a run of ``agent`` on ``input`` (validated against the agent's input schema)."""
+    """Start a run of ``agent`` on ``input`` (validated against the agent's input schema).
+
+    ``budget`` caps the run's model calls, tokens and cost (defaults from the settings); when a cap is reached
+    the run stops with status ``failed`` and reason ``budget_exceeded``.
+    """
 
     model_config = ConfigDict(extra="forbid")
     agent: str = Field(min_length=1, max_length=100)
     input: dict[str, Any] = Field(default_factory=dict)
+    budget: Budget | None = None
 
 
 class UsageRead(BaseModel):

@@ -194,3 +194,21 @@ def to_json(e: AuditEvent) -> dict[str, Any]:
         "prev_hash": e.prev_hash,
         "hash": e.hash,
     }
+
+
+def check_exported(lines: list[dict[str, Any]]) -> VerifyResult:
+    """Check exported events on their own: each event's hash, and the links between consecutive events."""
+    prev: dict[str, Any] | None = None
+    for n, e in enumerate(lines, start=1):
+        if event_hash(e) != e["hash"]:
+            return VerifyResult(
+                False, n, str(prev["hash"] if prev else ""), int(e["seq"]), "content does not match its hash"
+            )
+        if prev is not None and int(e["seq"]) == int(prev["seq"]) + 1 and e["prev_hash"] != prev["hash"]:
+            return VerifyResult(
+                False, n, str(prev["hash"]), int(e["seq"]), "prev_hash does not match the previous event"
+            )
+        if int(e["seq"]) == 1 and e["prev_hash"] != GENESIS:
+            return VerifyResult(False, n, GENESIS, 1, "the first event does not start the chain")
+        prev = e
+    return VerifyResult(True, len(lines), str(prev["hash"]) if prev else GENESIS)

@@ -41,8 +41,16 @@ def _json_arg(name: str, text: str) -> dict[str, Any]:
     return dict(value)
 
 
+def _cli_actor() -> str:
+    import getpass
+
+    return f"cli:{getpass.getuser()}"
+
+
 def _logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    for noisy in ("alembic", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 @app.command()
@@ -236,6 +244,7 @@ def keys_revoke(
     from sqlalchemy import or_, select
 
     from api.auth import KEY_PREFIX, hash_key
+    from approvals import audit
     from countersign.db import make_engine, session_factory, transaction, utcnow
     from countersign.models import ApiKey
 
@@ -250,6 +259,16 @@ def keys_revoke(
             )
             if row is not None and row.revoked_at is None:
                 row.revoked_at = utcnow()
+                await audit.append(
+                    s,
+                    audit.NewEvent(
+                        id=f"key:{row.id}:revoked",
+                        type="key.revoked",
+                        actor=_cli_actor(),
+                        tenant_id=row.tenant_id,
+                        data={"key_id": row.id, "prefix": row.prefix},
+                    ),
+                )
         await engine.dispose()
         return None if row is None else row.prefix
 
@@ -391,13 +410,75 @@ def policy_check(
     )
 
 
+@audit_app.command("export")
+def audit_export(
+    out: Annotated[Path, typer.Option(help="Folder to write events.jsonl and manifest.json into")],
+    run: Annotated[str | None, typer.Option("--run", help="Only this run's events")] = None,
+    since: Annotated[str | None, typer.Option(help="Only events at or after this ISO time")] = None,
+) -> None:
+    """Write ledger events as JSONL plus a manifest (count, sha256 of the file, the ledger's head hash)."""
+    import hashlib
+
+    from sqlalchemy import select
+
+    from approvals.audit import AuditEvent, AuditHead, to_json
+    from countersign.db import make_engine, session_factory
+
+    settings = Settings()
+    start: dt.datetime | None = None
+    if since:
+        try:
+            parsed = dt.datetime.fromisoformat(since)
+        except ValueError:
+            _fail(f"--since: not an ISO time: {since!r}")
+            raise
+        start = parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+    async def go() -> tuple[list[dict[str, Any]], AuditHead | None]:
+        engine = make_engine(settings.resolved_database_url())
+        async with session_factory(engine)() as s:
+            q = select(AuditEvent).order_by(AuditEvent.seq)
+            if run:
+                q = q.where(AuditEvent.run_id == run)
+            if start:
+                q = q.where(AuditEvent.occurred_at >= start)
+            rows = [to_json(e) for e in (await s.scalars(q)).all()]
+            head = await s.scalar(select(AuditHead).where(AuditHead.id == 1))
+        await engine.dispose()
+        return rows, head
+
+    rows, head = asyncio.run(go())
+    out.mkdir(parents=True, exist_ok=True)
+    body = "".join(json.dumps(r, sort_keys=True, separators=(",", ":")) + "\n" for r in rows)
+    (out / "events.jsonl").write_text(body)
+    manifest = {
+        "format": "countersign-audit-export/1",
+        "exported_at": dt.datetime.now(dt.UTC).isoformat(),
+        "filter": {"run": run, "since": since},
+        "count": len(rows),
+        "first_seq": rows[0]["seq"] if rows else None,
+        "last_seq": rows[-1]["seq"] if rows else None,
+        "events_sha256": hashlib.sha256(body.encode()).hexdigest(),
+        "ledger_head": {"seq": head.seq, "hash": head.hash} if head else None,
+    }
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    typer.echo(f"exported {len(rows)} events to {out} (ledger head {manifest['ledger_head']})")
+
+
 @audit_app.command("verify")
-def audit_verify() -> None:
+def audit_verify(
+    export: Annotated[
+        Path | None, typer.Option(help="Verify an export folder instead of the database")
+    ] = None,
+) -> None:
     """Recompute the ledger's hash chain; print OK or the first broken event (exit 1)."""
     from approvals.audit import verify
     from countersign.db import make_engine, session_factory
 
     settings = Settings()
+    if export is not None:
+        _verify_export(export)
+        return
 
     async def go() -> Any:
         engine = make_engine(settings.resolved_database_url())
@@ -412,6 +493,27 @@ def audit_verify() -> None:
         return
     typer.echo(f"BROKEN at event seq {result.broken_at}: {result.problem} ({result.checked} events read)")
     raise typer.Exit(1)
+
+
+def _verify_export(folder: Path) -> None:
+    import hashlib
+
+    from approvals.audit import check_exported
+
+    try:
+        manifest = json.loads((folder / "manifest.json").read_text())
+        body = (folder / "events.jsonl").read_text()
+    except (OSError, ValueError) as e:
+        _fail(f"--export: cannot read the export: {e}", 1)
+    if hashlib.sha256(body.encode()).hexdigest() != manifest.get("events_sha256"):
+        typer.echo("BROKEN: events.jsonl does not match the manifest's sha256")
+        raise typer.Exit(1)
+    lines = [json.loads(line) for line in body.splitlines() if line.strip()]
+    result = check_exported(lines)
+    if not result.ok:
+        typer.echo(f"BROKEN at event seq {result.broken_at}: {result.problem}")
+        raise typer.Exit(1)
+    typer.echo(f"OK: {result.checked} exported events, manifest and hashes match")
 
 
 def main() -> None:

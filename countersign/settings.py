@@ -36,9 +36,26 @@ class Settings(BaseSettings):
     model: str = "scripted"
     model_base_url: str = ""
     model_api_key: str = ""
+    model_fallback: str = ""
+    # Per-agent provider strings, as JSON: {"claims_triage": "openai:gpt-4.1"}; others use ``model``.
+    agent_models: dict[str, str] = {}
     model_timeout_seconds: float = 60.0
     model_max_attempts: int = Field(default=3, ge=1, le=10)
     tool_timeout_seconds: float = 30.0
+
+    # USD per million tokens, by the model string of COUNTERSIGN_MODEL; set as JSON to change or add prices.
+    prices: dict[str, dict[str, float]] = {
+        "scripted": {"input_per_million": 0.0, "output_per_million": 0.0},
+        "openai:gpt-4.1": {"input_per_million": 2.0, "output_per_million": 8.0},
+        "openai:gpt-4.1-mini": {"input_per_million": 0.4, "output_per_million": 1.6},
+        "openai:gpt-4o-mini": {"input_per_million": 0.15, "output_per_million": 0.6},
+        "anthropic:claude-sonnet-4-5": {"input_per_million": 3.0, "output_per_million": 15.0},
+        "anthropic:claude-haiku-4-5": {"input_per_million": 1.0, "output_per_million": 5.0},
+    }
+    budget_max_model_calls: int = Field(default=25, ge=1)
+    budget_max_tokens: int = Field(default=200_000, ge=1)
+    budget_max_cost_usd: float = Field(default=5.0, ge=0)
+    trace_retention_days: int = Field(default=30, ge=1)
 
     max_body_bytes: int = 64 * 1024
     capture_content: bool = False

@@ -28,11 +28,13 @@ from temporalio.worker import Worker
 from agents.spec import AgentSpec
 from api.app import create_app
 from api.auth import create_key, ensure_tenant
+from countersign import telemetry
 from countersign.db import make_engine, session_factory
 from countersign.migrate import upgrade_async
 from countersign.settings import Settings
 from tools.business import BusinessStore
 from tools.demo_data import seed
+from workers.client import traced
 from workers.webhook_worker import build_webhook_worker, http_client
 from workers.worker import build_worker
 
@@ -238,18 +240,20 @@ async def _stack(
     store = BusinessStore.from_url(db_url)
     await seed(store)
     keys, principals = await make_keys(sessions, "acme")
-    app = create_app(settings, sessions=sessions, temporal=env.client)
+    client = traced(env.client)
+    app = create_app(settings, sessions=sessions, temporal=client)
+    telemetry.configure("countersign-test", db_url)
     w: Worker | None = (
-        build_worker(env.client, settings, sessions, store, model_for=model_for) if worker else None
+        build_worker(client, settings, sessions, store, model_for=model_for) if worker else None
     )
     async with app.router.lifespan_context(app), http_client(settings) as hooks_http:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
-            stack = Stack(settings, env.client, sessions, store, http, keys, principals, app=app)
+            stack = Stack(settings, client, sessions, store, http, keys, principals, app=app)
             if w is None:
                 yield stack
             else:
-                async with w, build_webhook_worker(env.client, settings, sessions, hooks_http):
+                async with w, build_webhook_worker(client, settings, sessions, hooks_http):
                     yield stack
     await store.engine.dispose()
     await engine.dispose()

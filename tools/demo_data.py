@@ -91,6 +91,15 @@ def _rows() -> list[BusinessBase]:
             body="The laptop from O-5004 does not power on. I want my money back: 3100.",
             requested_refund=3100.00,
         ),
+        Ticket(  # no approved policy covers this: the agent escalates to a person instead of guessing
+            id="T-1005",
+            customer_id="C-100",
+            order_id=None,
+            subject="Sponsoring our school robotics club",
+            body="Hello! Our school's robotics club is raising money for the regional competition in spring. "
+            "Could your company sponsor our club with a donation?",
+            requested_refund=None,
+        ),
     ]
 
     return [*customers, *orders, *tickets]

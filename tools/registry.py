@@ -92,6 +92,16 @@ def get_tool(name: str) -> BusinessTool | None:
 
 def load_all() -> dict[str, BusinessTool]:
     """Import every tool module so their registrations run; returns the registry."""
-    from tools import claims, customer_comms, orders, policies, refunds, replies, shipments, tickets  # noqa: F401
+    from tools import (  # noqa: F401
+        claims,
+        customer_comms,
+        knowledge,
+        orders,
+        policies,
+        refunds,
+        replies,
+        shipments,
+        tickets,
+    )
 
     return REGISTRY

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from temporalio.client import Client
+from temporalio.contrib.opentelemetry import TracingInterceptor
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from countersign.settings import Settings
@@ -16,4 +17,15 @@ async def connect(settings: Settings, address: str | None = None) -> Client:
         api_key=settings.temporal_api_key or None,
         tls=settings.temporal_tls or bool(settings.temporal_api_key),
         data_converter=pydantic_data_converter,
+        interceptors=[TracingInterceptor()],
+    )
+
+
+def traced(client: Client) -> Client:
+    """The same connection with Countersign's converter and tracing (for clients made elsewhere)."""
+    return Client(
+        client.service_client,
+        namespace=client.namespace,
+        data_converter=pydantic_data_converter,
+        interceptors=[TracingInterceptor()],
     )

@@ -14,6 +14,14 @@ DecisionAction = Literal["approve", "edit", "reject", "respond"]
 RequestStatus = Literal["pending", "approved", "rejected", "expired", "responded", "cancelled"]
 
 
+class Budget(BaseModel):
+    """Per-run limits; reaching one stops the run: status ``failed``, reason ``budget_exceeded``."""
+
+    max_model_calls: int = Field(default=25, ge=1, le=1000)
+    max_tokens: int = Field(default=200_000, ge=1)
+    max_cost_usd: float = Field(default=5.0, ge=0)
+
+
 class RunInput(BaseModel):
     """Everything a run needs, fixed at start."""
 
@@ -23,6 +31,9 @@ class RunInput(BaseModel):
     input: dict[str, Any]
     requested_by: str
     trace_id: str | None = None
+    span_id: str | None = None
+    parent_span_id: str | None = None
+    budget: Budget = Field(default_factory=lambda: Budget())
 
 
 class Usage(BaseModel):
@@ -31,6 +42,7 @@ class Usage(BaseModel):
     input_tokens: int = 0
     output_tokens: int = 0
     model_calls: int = 0
+    cost_usd: float = 0.0
 
 
 class RunResult(BaseModel):
@@ -47,6 +59,7 @@ class StatusUpdate(BaseModel):
 
     run: RunInput
     status: RunStatus
+    event: str | None = None
     output: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
     usage: Usage | None = None

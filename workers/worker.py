@@ -16,9 +16,11 @@ from temporalio.worker import Worker
 
 from agents.catalog import AGENTS
 from agents.graph import AgentServices, build_graph
-from agents.models import model_factory
+from agents.models import fallback_factory, model_factory
 from agents.spec import AgentSpec
+from approvals import audit
 from approvals.policy import PolicyStore
+from countersign import telemetry
 from countersign.db import make_engine, session_factory
 from countersign.settings import Settings
 from tools.business import BusinessStore
@@ -46,6 +48,11 @@ def build_worker(
         policy=PolicyStore(settings.policy_path, settings.known_roles()),
         model_for=model_for or model_factory(settings),
         events=LedgerSink(sessions),
+        model_label=settings.model,
+        agent_models=settings.agent_models,
+        fallback_for=fallback_factory(settings) if model_for is None else None,
+        prices=settings.prices,
+        capture_content=settings.capture_content,
         model_timeout=timedelta(seconds=settings.model_timeout_seconds),
         model_attempts=settings.model_max_attempts,
         tool_timeout=timedelta(seconds=settings.tool_timeout_seconds),
@@ -68,10 +75,22 @@ def build_worker(
 
 async def serve(settings: Settings) -> None:
     """Run a worker until SIGINT/SIGTERM."""
+    telemetry.configure("countersign-worker", settings.resolved_database_url(), settings.trace_retention_days)
     engine = make_engine(settings.resolved_database_url())
     store = BusinessStore.from_url(settings.resolved_business_database_url())
     client = await connect(settings)
-    worker = build_worker(client, settings, session_factory(engine), store)
+    sessions = session_factory(engine)
+    worker = build_worker(client, settings, sessions, store)
+    policy = PolicyStore(settings.policy_path, settings.known_roles()).current
+    await audit.record(
+        sessions,
+        audit.NewEvent(
+            id=f"policy:{policy.version}:loaded",
+            type="policy.loaded",
+            actor="system:worker",
+            data={"version": policy.version, "path": str(settings.policy_path), "rules": len(policy.rules)},
+        ),
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
+from opentelemetry import trace
+from opentelemetry.trace import Link
 from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -19,6 +23,8 @@ from api.schemas import ApprovalRead, DecisionCreate, DecisionRead, DecisionResu
 from api.services import pagination
 from approvals.models import ApprovalDecision, ApprovalRequest
 from approvals.policy import PolicyStore
+from countersign import telemetry
+from countersign.models import Run
 from tools.registry import get_tool
 from workers.contracts import DecisionIn, DecisionOutcome
 from workers.workflows.run import AgentRunWorkflow
@@ -162,7 +168,8 @@ async def decide(
     )
     handle = temporal.get_workflow_handle(f"run-{req.run_id}")
     try:
-        outcome: DecisionOutcome = await handle.execute_update(AgentRunWorkflow.decide, update, id=did)
+        with _in_run_trace(await s.get(Run, req.run_id), req, who, body):
+            outcome: DecisionOutcome = await handle.execute_update(AgentRunWorkflow.decide, update, id=did)
     except WorkflowUpdateFailedError as e:
         cause = e.cause
         if isinstance(cause, ApplicationError) and cause.type in _REFUSALS:
@@ -172,6 +179,29 @@ async def decide(
         # The workflow is gone (completed, cancelled) or the update was refused by its validator.
         raise AlreadyDecided(f"the run no longer accepts decisions: {e.message}") from e
     return DecisionResult(**outcome.model_dump()), True
+
+
+@contextmanager
+def _in_run_trace(
+    run: Run | None, req: ApprovalRequest, who: Principal, body: DecisionCreate
+) -> Iterator[None]:
+    """Deliver the decision inside the run's trace (an ``approval.decide`` span under the run's span), linked
+    to the decision request's own trace, so the run's trace shows who decided what and when."""
+    here = trace.get_current_span().get_span_context()
+    links = [Link(here)] if here.is_valid else []
+    parent = telemetry.context_of(run.trace_id, run.span_id) if run and run.trace_id and run.span_id else None
+    attributes = {
+        "approval.request_id": req.id,
+        "approval.decider_id": who.id,
+        "approval.action": body.action,
+        "approval.rule": req.rule,
+        "approval.policy_version": req.policy_version,
+        "countersign.run_id": req.run_id,
+    }
+    with telemetry.tracer().start_as_current_span(
+        "approval.decide", context=parent, links=links, attributes=attributes
+    ):
+        yield
 
 
 def _check_edit(policy: PolicyStore, req: ApprovalRequest, arguments: dict[str, Any]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from opentelemetry.context import attach, detach
 from pydantic import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -26,10 +27,11 @@ from api.errors import (
 )
 from api.schemas import Page, RunCreate, RunRead, UsageRead
 from api.services import pagination
+from countersign import telemetry
 from countersign.models import Run, Tenant
 from countersign.settings import Settings
 from tools.business import canonical_hash
-from workers.contracts import RunInput
+from workers.contracts import Budget, RunInput
 from workers.workflows.run import AgentRunWorkflow
 
 
@@ -77,7 +79,10 @@ async def start_run(
             for err in e.errors(include_url=False)
         ]
         raise Invalid("; ".join(f"{x['field']}: {x['message']}" for x in errors), errors=errors) from e
-    request_hash = canonical_hash({"agent": body.agent, "input": body.input})
+    fingerprint: dict[str, Any] = {"agent": body.agent, "input": body.input}
+    if body.budget is not None:
+        fingerprint["budget"] = body.budget.model_dump()
+    request_hash = canonical_hash(fingerprint)
     if idem_key is not None:
         if not 1 <= len(idem_key) <= 200:
             raise Invalid("Idempotency-Key: must be 1 to 200 characters")
@@ -89,7 +94,13 @@ async def start_run(
                 raise IdempotencyConflict("Idempotency-Key: already used for a different request")
             return to_read(existing), False
     await _check_active_cap(s, settings, who)
+    # The run's trace is the trigger request's trace; its invoke_agent span id is reserved now and recorded
+    # when the run ends, so every Temporal span of the run nests under it.
+    ids = telemetry.current_ids()
+    span_id = telemetry.new_span_id() if ids else None
     run = Run(
+        trace_id=ids[0] if ids else None,
+        span_id=span_id,
         id=str(uuid.uuid4()),
         tenant_id=who.tenant_id,
         agent=body.agent,
@@ -106,15 +117,34 @@ async def start_run(
         raise Conflict("Idempotency-Key: a request with this key is in progress; retry it") from e
     # Start after the row is flushed and before it commits: if Temporal refuses, the transaction rolls back
     # and nothing is written; the workflow's first activity upserts the row should the commit be lost.
-    await temporal.start_workflow(
-        AgentRunWorkflow.run,
-        RunInput(
-            run_id=run.id, tenant_id=run.tenant_id, agent=run.agent, input=run.input, requested_by=who.id
-        ),
-        id=f"run-{run.id}",
-        task_queue=settings.task_queue,
-        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+    budget = body.budget or Budget(
+        max_model_calls=settings.budget_max_model_calls,
+        max_tokens=settings.budget_max_tokens,
+        max_cost_usd=settings.budget_max_cost_usd,
     )
+    inp = RunInput(
+        run_id=run.id,
+        tenant_id=run.tenant_id,
+        agent=run.agent,
+        input=run.input,
+        requested_by=who.id,
+        trace_id=run.trace_id,
+        span_id=span_id,
+        parent_span_id=ids[1] if ids else None,
+        budget=budget,
+    )
+    token = attach(telemetry.context_of(ids[0], span_id)) if ids and span_id else None
+    try:
+        await temporal.start_workflow(
+            AgentRunWorkflow.run,
+            inp,
+            id=f"run-{run.id}",
+            task_queue=settings.task_queue,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        )
+    finally:
+        if token is not None:
+            detach(token)
     return to_read(run), True
 
 

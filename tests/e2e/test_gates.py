@@ -205,4 +205,11 @@ def test_agent_specs_only_offer_granted_tools() -> None:
     from agents.catalog import AGENTS
 
     spec: AgentSpec = AGENTS["support_drafting"]
-    assert set(spec.tools()) == {"get_ticket", "get_order", "issue_refund", "send_customer_reply"}
+    assert set(spec.tools()) == {
+        "get_ticket",
+        "get_order",
+        "search_policies",
+        "get_policy_passage",
+        "issue_refund",
+        "send_customer_reply",
+    }

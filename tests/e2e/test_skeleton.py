@@ -17,8 +17,8 @@ async def test_demo_run_completes_with_read_tools_only(stack: Stack) -> None:
     done = await stack.result(run["id"])
     assert done["status"] == "completed", done
     assert "O-5001" in done["output"]["reply"]
-    assert done["output"]["tools_used"] == ["get_order", "get_ticket"]
-    assert done["usage"]["model_calls"] == 3
+    assert done["output"]["tools_used"] == ["get_order", "get_ticket", "search_policies"]
+    assert done["usage"]["model_calls"] == 4
     assert done["usage"]["input_tokens"] > 0
     async with stack.sessions() as s:
         types = list(
@@ -26,8 +26,8 @@ async def test_demo_run_completes_with_read_tools_only(stack: Stack) -> None:
                 select(AuditEvent.type).where(AuditEvent.run_id == run["id"]).order_by(AuditEvent.seq)
             )
         )
-    assert types[0] == "run.running" and types[-1] == "run.completed"
-    assert types.count("tool.executed") == 2
+    assert types[0] == "run.started" and types[-1] == "run.completed"
+    assert types.count("tool.executed") == 3
 
 
 async def test_same_idempotency_key_same_run_other_body_409(stack: Stack) -> None:

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from typing import Any
 
+from opentelemetry import trace
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
 from agents.graph import RunContext
 from approvals import audit
 from approvals.models import ApprovalDecision, ApprovalRequest
+from countersign import telemetry
 from countersign.db import utcnow
 from countersign.models import Run
-from workers.contracts import GatedRequest, OpenRequests, RequestChange, StatusUpdate
+from workers.contracts import GatedRequest, OpenRequests, RequestChange, StatusUpdate, Usage
 
 log = logging.getLogger("countersign.workers")
 
@@ -34,6 +40,7 @@ class LedgerSink:
                 data=data,
                 tenant_id=ctx["tenant_id"],
                 run_id=ctx["run_id"],
+                trace_id=telemetry.trace_id_hex(),
             ),
         )
 
@@ -72,16 +79,18 @@ class RunActivities:
                 run.error = u.error
             if u.usage is not None:
                 run.input_tokens, run.output_tokens = u.usage.input_tokens, u.usage.output_tokens
-                run.model_calls = u.usage.model_calls
+                run.model_calls, run.cost_usd = u.usage.model_calls, round(u.usage.cost_usd, 6)
             run.updated_at = utcnow()
             data: dict[str, Any] = {"status": u.status}
             if u.usage is not None:
                 data["usage"] = u.usage.model_dump()
+            if u.error is not None:
+                data["error"] = u.error
             await audit.append(
                 session,
                 audit.NewEvent(
                     id=f"{u.run.run_id}:status:{u.status}:{info.workflow_run_id}:{info.activity_id}",
-                    type=_RUN_EVENT.get(u.status, "run.status"),
+                    type=u.event or _RUN_EVENT.get(u.status, "run.status"),
                     actor=f"agent:{u.run.agent}",
                     data=data,
                     tenant_id=u.run.tenant_id,
@@ -89,6 +98,57 @@ class RunActivities:
                     trace_id=u.run.trace_id,
                 ),
             )
+            created_at = run.created_at
+        if u.status in ("completed", "failed", "cancelled"):
+            emit_run_span(u, created_at)
+
+
+def emit_run_span(u: StatusUpdate, started: dt.datetime) -> None:
+    """Record the run's ``invoke_agent`` span, from the trigger to now, under the id the API reserved for it.
+
+    Every Temporal span of the run already has it as ancestor; it can only be written now, when its duration
+    is known, and then flushed so the trace is complete when the run is.
+    """
+    if not (u.run.trace_id and u.run.span_id):
+        return
+    provider = trace.get_tracer_provider()
+    if not isinstance(provider, TracerProvider):
+        return
+    flags = TraceFlags(TraceFlags.SAMPLED)
+    context = SpanContext(int(u.run.trace_id, 16), int(u.run.span_id, 16), is_remote=False, trace_flags=flags)
+    parent = (
+        SpanContext(int(u.run.trace_id, 16), int(u.run.parent_span_id, 16), is_remote=True, trace_flags=flags)
+        if u.run.parent_span_id
+        else None
+    )
+    usage = u.usage or Usage()
+    attributes: dict[str, Any] = {
+        "gen_ai.operation.name": "invoke_agent",
+        "gen_ai.agent.name": u.run.agent,
+        "gen_ai.usage.input_tokens": usage.input_tokens,
+        "gen_ai.usage.output_tokens": usage.output_tokens,
+        "countersign.cost_usd": usage.cost_usd,
+        "countersign.run_id": u.run.run_id,
+        "countersign.tenant_id": u.run.tenant_id,
+        "countersign.run.status": u.status,
+    }
+    status = (
+        Status(StatusCode.ERROR, str((u.error or {}).get("reason"))) if u.status == "failed" else Status()
+    )
+    span = ReadableSpan(
+        name=f"invoke_agent {u.run.agent}",
+        context=context,
+        parent=parent,
+        resource=provider.resource,
+        attributes=attributes,
+        kind=SpanKind.INTERNAL,
+        status=status,
+        start_time=int(started.timestamp() * 1e9),
+        end_time=int(utcnow().timestamp() * 1e9),
+        instrumentation_scope=InstrumentationScope("countersign"),
+    )
+    provider._active_span_processor.on_end(span)  # the SDK's own path for finished spans
+    telemetry.flush()
 
 
 _RUN_EVENT = {
@@ -200,6 +260,23 @@ class ApprovalActivities:
                 "action": c.decision.action,
                 "reason": c.decision.reason,
             }
+        attributes: dict[str, Any] = {
+            "approval.request_id": r.id,
+            "approval.verdict": "require_approval",
+            "approval.rule": r.rule,
+            "approval.policy_version": r.policy_version,
+            "approval.status": r.status,
+            "gen_ai.tool.name": r.tool,
+            "gen_ai.tool.call.id": r.tool_call_id,
+            "countersign.run_id": r.run_id,
+        }
+        if c.decision is not None:
+            attributes |= {
+                "approval.decider_id": c.decision.principal_id,
+                "approval.action": c.decision.action,
+            }
+        with telemetry.tracer().start_as_current_span(c.event, attributes=attributes):
+            trace_id = telemetry.trace_id_hex()
         await audit.append(
             session,
             audit.NewEvent(
@@ -209,6 +286,7 @@ class ApprovalActivities:
                 data=data,
                 tenant_id=r.tenant_id,
                 run_id=r.run_id,
+                trace_id=trace_id,
             ),
         )
 

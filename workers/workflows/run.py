@@ -73,7 +73,7 @@ class AgentRunWorkflow:
         return result
 
     async def _run(self, inp: RunInput) -> RunResult:
-        await self._status(StatusUpdate(run=inp, status="running"))
+        await self._status(StatusUpdate(run=inp, status="running", event="run.started"))
         app = graph(inp.agent).compile(checkpointer=InMemorySaver())
         config: dict[str, Any] = {"configurable": {"thread_id": inp.run_id}, "recursion_limit": 100}
         context = {
@@ -81,20 +81,55 @@ class AgentRunWorkflow:
             "tenant_id": inp.tenant_id,
             "caller": inp.requested_by,
             "agent": inp.agent,
+            "budget": inp.budget.model_dump(),
         }
         payload: Any = {"messages": [HumanMessage(content=json.dumps(inp.input, sort_keys=True))]}
-        while True:
-            state = await app.ainvoke(payload, config, context=context)  # type: ignore[call-overload]
-            interrupts = state.get("__interrupt__")
-            if not interrupts:
-                break
-            decisions = await self._hold(inp, interrupts[0].value["requests"])
-            payload = Command(resume=decisions)
+        try:
+            while True:
+                state = await app.ainvoke(payload, config, context=context)  # type: ignore[call-overload]
+                interrupts = state.get("__interrupt__")
+                if not interrupts:
+                    break
+                decisions = await self._hold(inp, interrupts[0].value["requests"])
+                payload = Command(resume=decisions)
+        except ActivityError as e:
+            if is_cancelled_exception(e):
+                raise  # a cancel, not a failure: run() records it
+            # A step failed for good (retries exhausted or a non-retryable refusal): the run fails cleanly.
+            error = {"reason": "step_failed", "message": str(e.cause or e)}
+            await self._status(StatusUpdate(run=inp, status="failed", error=error))
+            return RunResult(status="failed", error=error)
         usage = _usage(state)
-        result = RunResult(status="completed", output=state.get("output"), usage=usage)
+        stopped, escalation = state.get("stopped"), state.get("escalation")
+        if stopped:
+            result = RunResult(status="failed", error=dict(stopped), usage=usage)
+        elif escalation:
+            result = RunResult(status="completed", output=await self._escalate(inp, escalation), usage=usage)
+        else:
+            result = RunResult(status="completed", output=state.get("output"), usage=usage)
         await workflow.wait_condition(workflow.all_handlers_finished)
-        await self._status(StatusUpdate(run=inp, status="completed", output=result.output, usage=usage))
+        await self._status(
+            StatusUpdate(run=inp, status=result.status, output=result.output, error=result.error, usage=usage)
+        )
         return result
+
+    async def _escalate(self, inp: RunInput, escalation: dict[str, Any]) -> dict[str, Any]:
+        """Hand the run to a person through the approval inbox: they respond with the answer, or reject."""
+        proposal = {
+            "tool_call_id": "escalation",
+            "tool": "escalate_to_person",
+            "arguments": {"reason": escalation["reason"], "errors": escalation.get("errors")},
+            "verdict": escalation["verdict"],
+            "reason": "The agent could not produce a valid answer; a person must finish this run.",
+        }
+        decided = (await self._hold(inp, [proposal]))["escalation"]
+        return {
+            "escalated": True,
+            "reason": escalation["reason"],
+            "errors": escalation.get("errors"),
+            "resolution": decided["status"],
+            "answer": decided.get("message"),
+        }
 
     async def _emit(self, event: WebhookEventType, **kw: Any) -> None:
         dispatch = await emit(event, **kw)
@@ -171,7 +206,7 @@ class AgentRunWorkflow:
             except TimeoutError:
                 pass
             await self._fire_timers(opened)
-        await self._status(StatusUpdate(run=inp, status="running"))
+        await self._status(StatusUpdate(run=inp, status="running", event="run.resumed"))
         return {
             r.tool_call_id: {
                 "status": r.status,

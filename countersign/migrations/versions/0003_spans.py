@@ -37,9 +37,13 @@ def upgrade() -> None:
     )
     op.create_index(op.f("ix_spans_run_id"), "spans", ["run_id"], unique=False)
     op.create_index(op.f("ix_spans_start_time"), "spans", ["start_time"], unique=False)
+    # The run's own span (invoke_agent), so decisions and the final span can join the run's trace.
+    op.add_column("runs", sa.Column("span_id", sa.String(length=16), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("runs") as batch:
+        batch.drop_column("span_id")
     op.drop_index(op.f("ix_spans_start_time"), table_name="spans")
     op.drop_index(op.f("ix_spans_run_id"), table_name="spans")
     op.drop_table("spans")
