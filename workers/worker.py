@@ -31,19 +31,17 @@ from workers.workflows.run import AgentRunWorkflow
 log = logging.getLogger("countersign.worker")
 
 
-def build_worker(
-    client: Client,
+def langgraph_plugin(
     settings: Settings,
     sessions: async_sessionmaker[AsyncSession],
     store: BusinessStore,
     *,
-    task_queue: str | None = None,
+    task_queue: str,
     model_for: Callable[[AgentSpec], BaseChatModel] | None = None,
-) -> Worker:
-    """A worker for every agent in the catalog, bound to these database sessions and this business store."""
-    queue = task_queue or settings.task_queue
+) -> LangGraphPlugin:
+    """The LangGraph plugin with every agent's graph, its activity nodes bound to these resources."""
     services = AgentServices(
-        task_queue=queue,
+        task_queue=task_queue,
         store=store,
         policy=PolicyStore(settings.policy_path, settings.known_roles()),
         model_for=model_for or model_factory(settings),
@@ -59,7 +57,21 @@ def build_worker(
         fault_point=settings.fault_point,
         fault_marker=settings.fault_marker,
     )
-    plugin = LangGraphPlugin(graphs={name: build_graph(spec, services) for name, spec in AGENTS.items()})
+    return LangGraphPlugin(graphs={name: build_graph(spec, services) for name, spec in AGENTS.items()})
+
+
+def build_worker(
+    client: Client,
+    settings: Settings,
+    sessions: async_sessionmaker[AsyncSession],
+    store: BusinessStore,
+    *,
+    task_queue: str | None = None,
+    model_for: Callable[[AgentSpec], BaseChatModel] | None = None,
+) -> Worker:
+    """A worker for every agent in the catalog, bound to these database sessions and this business store."""
+    queue = task_queue or settings.task_queue
+    plugin = langgraph_plugin(settings, sessions, store, task_queue=queue, model_for=model_for)
     runs, approvals = RunActivities(sessions), ApprovalActivities(sessions)
     return Worker(
         client,

@@ -19,6 +19,7 @@ from sqlalchemy.exc import DBAPIError
 from typer.testing import CliRunner
 
 from approvals.audit import AuditEvent, verify
+from approvals.webhooks import WebhookDelivery
 from countersign import telemetry
 from countersign.cli import app as cli
 from countersign.telemetry import SpanRecord
@@ -129,6 +130,10 @@ async def test_content_stays_out_of_spans_logs_and_ledger(
                 requested_refund=30.0,
             )
         )
+    hook = await stack.http.post(
+        "/v1/webhooks", json={"url": "http://127.0.0.1:9/hook"}, headers=stack.auth("admin")
+    )
+    assert hook.status_code == 201, hook.text
     run = await stack.start("support_drafting", {"ticket_id": "T-9000"})
     done = await stack.result(run["id"])
     assert CANARY in done["output"]["reply"]  # the content is there, for the caller
@@ -139,6 +144,9 @@ async def test_content_stays_out_of_spans_logs_and_ledger(
     assert len(spans) > 10
     assert all(CANARY not in json.dumps([sp.name, sp.attributes, sp.events]) for sp in spans)
     assert all(CANARY not in json.dumps(e.data) for e in ledger)
+    async with stack.sessions() as s:
+        bodies = list(await s.scalars(select(WebhookDelivery.body)))
+    assert bodies and all(CANARY not in b for b in bodies)
     # At the service's log level nothing carries content; our own loggers never do, at any level (a
     # driver's DEBUG output of SQL parameters is the operator's explicit choice).
     leaks = [

@@ -10,6 +10,8 @@ yet no event is left behind when the run's workflow closes.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 from datetime import timedelta
 from typing import Any
 
@@ -96,13 +98,22 @@ async def settle(dispatches: list[Dispatch]) -> None:
         await asyncio.gather(*pending, return_exceptions=True)
 
 
+def _hash(value: Any) -> str:
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def run_data(u: StatusUpdate) -> dict[str, Any]:
-    """The ``data`` of ``run.completed`` / ``run.failed``."""
+    """The ``data`` of ``run.completed`` / ``run.failed``: ids, status, the output's hash, where to read it.
+
+    Not the output itself: it may hold personal data, and ``GET /v1/runs/{id}`` serves it to those allowed.
+    """
     return {
         "run_id": u.run.run_id,
         "agent": u.run.agent,
         "status": u.status,
-        "output": u.output,
+        "output_hash": _hash(u.output) if u.output is not None else None,
+        "links": {"run": f"/v1/runs/{u.run.run_id}"},
         "error": u.error,
         "usage": u.usage.model_dump() if u.usage is not None else None,
     }

@@ -1,0 +1,63 @@
+"""Replay: recorded histories must replay on today's workflow code (a topology change breaks in-flight runs).
+
+Histories under ``histories/`` were recorded from real runs (``COUNTERSIGN_RECORD_HISTORIES=1`` writes one);
+if a change to the workflow or a graph makes one fail, guard it with ``workflow.patched()``; never re-record.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from temporalio.client import WorkflowHistory
+from temporalio.contrib.opentelemetry import TracingInterceptor
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer
+
+from tests.conftest import Stack
+from workers.worker import langgraph_plugin
+from workers.workflows.run import AgentRunWorkflow
+
+HISTORIES = Path(__file__).parent / "histories"
+RECORD = os.environ.get("COUNTERSIGN_RECORD_HISTORIES") == "1"
+
+
+def replayer(stack: Stack) -> Replayer:
+    plugin = langgraph_plugin(
+        stack.settings, stack.sessions, stack.store, task_queue=stack.settings.task_queue
+    )
+    return Replayer(
+        workflows=[AgentRunWorkflow],
+        plugins=[plugin],
+        data_converter=pydantic_data_converter,
+        interceptors=[TracingInterceptor()],
+    )
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_fresh_and_recorded_histories_replay(stack: Stack, db_url: str) -> None:
+    run = await stack.start("support_drafting", {"ticket_id": "T-1002"})
+    [item] = await stack.pending(run["id"])
+    r = await stack.http.post(
+        f"/v1/approvals/{item['id']}/decisions",
+        headers=stack.auth("alice"),
+        json={"action": "approve", "arguments_hash": item["arguments_hash"]},
+    )
+    assert r.status_code == 201
+    await stack.result(run["id"])
+    fresh = await stack.client.get_workflow_handle(f"run-{run['id']}").fetch_history()
+    histories: list[WorkflowHistory] = [fresh]
+    for path in sorted(HISTORIES.glob("*.json")):
+        data: dict[str, Any] = json.loads(path.read_text())
+        histories.append(WorkflowHistory.from_json(data["workflow_id"], data["history"]))
+    replay = replayer(stack)
+    for history in histories:
+        await replay.replay_workflow(history)  # raises on any non-determinism
+    if RECORD:
+        HISTORIES.mkdir(exist_ok=True)
+        out = HISTORIES / "support_drafting_refund_approved.json"
+        out.write_text(json.dumps({"workflow_id": fresh.workflow_id, "history": json.loads(fresh.to_json())}))
+    assert len(histories) >= 2 or RECORD, "no recorded history under tests/workers/histories"
