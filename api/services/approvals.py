@@ -89,12 +89,8 @@ async def list_requests(
         q = q.where(ApprovalRequest.status == status)
     if run_id:
         q = q.where(ApprovalRequest.run_id == run_id)
-    q = pagination.after(q, cursor, ApprovalRequest.created_at, ApprovalRequest.id).limit(limit + 1)
-    rows = list((await s.scalars(q)).all())
-    more = len(rows) > limit
-    rows = rows[:limit]
+    rows, nxt = await pagination.fetch(s, q, cursor, ApprovalRequest.created_at, ApprovalRequest.id, limit)
     decisions = await _decisions(s, [r.id for r in rows])
-    nxt = pagination.encode(rows[-1].created_at, rows[-1].id) if more and rows else None
     return Page[ApprovalRead](items=[_read(r, decisions[r.id]) for r in rows], next_cursor=nxt)
 
 

@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 from sqlalchemy import Select, or_
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.errors import Invalid
 
@@ -18,6 +19,16 @@ def encode(created_at: dt.datetime, row_id: str) -> str:
     """The cursor that continues after this row."""
     raw = json.dumps([created_at.isoformat(), row_id]).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+async def fetch(
+    s: AsyncSession, query: Select[Any], cursor: str | None, created_col: Any, id_col: Any, limit: int
+) -> tuple[list[Any], str | None]:
+    """One page of ``query`` after ``cursor`` (newest first), and the cursor of the next page, if any."""
+    rows = list((await s.scalars(after(query, cursor, created_col, id_col).limit(limit + 1))).all())
+    page = rows[:limit]
+    more = len(rows) > limit and bool(page)
+    return page, encode(getattr(page[-1], created_col.key), getattr(page[-1], id_col.key)) if more else None
 
 
 def after(query: Select[Any], cursor: str | None, created_col: Any, id_col: Any) -> Select[Any]:

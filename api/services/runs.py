@@ -165,11 +165,7 @@ async def list_runs(
         q = q.where(Run.status == status)
     if agent:
         q = q.where(Run.agent == agent)
-    q = pagination.after(q, cursor, Run.created_at, Run.id).limit(limit + 1)
-    rows = list((await s.scalars(q)).all())
-    more = len(rows) > limit
-    rows = rows[:limit]
-    nxt = pagination.encode(rows[-1].created_at, rows[-1].id) if more and rows else None
+    rows, nxt = await pagination.fetch(s, q, cursor, Run.created_at, Run.id, limit)
     return Page[RunRead](items=[to_read(r) for r in rows], next_cursor=nxt)
 
 

@@ -61,10 +61,7 @@ async def list_endpoints(
     q: Any = select(WebhookEndpoint).where(
         WebhookEndpoint.tenant_id == who.tenant_id, WebhookEndpoint.removed_at.is_(None)
     )
-    q = pagination.after(q, cursor, WebhookEndpoint.created_at, WebhookEndpoint.id).limit(limit + 1)
-    rows = list((await s.scalars(q)).all())
-    more, rows = len(rows) > limit, rows[:limit]
-    nxt = pagination.encode(rows[-1].created_at, rows[-1].id) if more and rows else None
+    rows, nxt = await pagination.fetch(s, q, cursor, WebhookEndpoint.created_at, WebhookEndpoint.id, limit)
     return Page[WebhookRead](items=[_read(r) for r in rows], next_cursor=nxt)
 
 
@@ -82,9 +79,7 @@ async def deliveries(
     q: Any = select(WebhookDelivery).where(
         WebhookDelivery.endpoint_id == endpoint.id, WebhookDelivery.tenant_id == who.tenant_id
     )
-    q = pagination.after(q, cursor, WebhookDelivery.created_at, WebhookDelivery.id).limit(limit + 1)
-    rows = list((await s.scalars(q)).all())
-    more, rows = len(rows) > limit, rows[:limit]
+    rows, nxt = await pagination.fetch(s, q, cursor, WebhookDelivery.created_at, WebhookDelivery.id, limit)
     attempts: dict[str, list[WebhookAttemptRead]] = {r.id: [] for r in rows}
     if rows:
         for a in await s.scalars(
@@ -101,7 +96,6 @@ async def deliveries(
                     error=a.error,
                 )
             )
-    nxt = pagination.encode(rows[-1].created_at, rows[-1].id) if more and rows else None
     items = [
         WebhookDeliveryRead(
             id=r.id,

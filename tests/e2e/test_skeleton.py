@@ -100,8 +100,13 @@ async def test_refusals_are_problems_and_write_nothing(stack: Stack) -> None:
 async def test_runs_are_listed_and_read_with_any_reader_role(stack: Stack) -> None:
     run = await stack.start("support_drafting", {"ticket_id": "T-1001"})
     await stack.result(run["id"])
+    older = await stack.start("support_drafting", {"ticket_id": "T-1003"})
+    await stack.result(older["id"])
     page = (await stack.http.get("/v1/runs?limit=1", headers=stack.auth("auditor"))).json()
-    assert [r["id"] for r in page["items"]] == [run["id"]]
+    assert [r["id"] for r in page["items"]] == [older["id"]]
+    auditor = stack.auth("auditor")
+    rest = await stack.http.get(f"/v1/runs?limit=1&cursor={page['next_cursor']}", headers=auditor)
+    assert [r["id"] for r in rest.json()["items"]] == [run["id"]] and rest.json()["next_cursor"] is None
     agents = (await stack.http.get("/v1/agents", headers=stack.auth("trigger"))).json()
     assert agents[0]["name"] == "support_drafting"
     assert agents[0]["example_input"] == {"ticket_id": "T-1001"}
