@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from langchain_core.messages import AIMessage, BaseMessage
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from agents.playbook import call, last_text, run_input, tool_results
 from agents.spec import AgentSpec
@@ -553,6 +553,24 @@ def finish(messages: Sequence[BaseMessage]) -> dict[str, Any]:
     }
 
 
+class TriageOutput(BaseModel):
+    """What a finished triage must return; a flagged claim is never routed."""
+
+    claim_id: str
+    flagged: bool
+    routed: bool
+    severity: str | None
+    queue: str | None
+    summary: str = Field(min_length=1)
+    tools_used: list[str]
+
+    @model_validator(mode="after")
+    def _flagged_is_not_routed(self) -> TriageOutput:
+        if self.flagged and self.routed:
+            raise ValueError("a flagged claim must not be routed")
+        return self
+
+
 SPEC = AgentSpec(
     name="claims_triage",
     description=(
@@ -565,5 +583,6 @@ SPEC = AgentSpec(
     scopes=frozenset({"claims:read", "policies:read", "claims:write", "reserves:write"}),
     playbook=playbook,
     finish=finish,
+    output_model=TriageOutput,
     tags=("insurance",),
 )

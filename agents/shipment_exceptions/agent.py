@@ -487,6 +487,15 @@ def finish(messages: Sequence[BaseMessage]) -> dict[str, Any]:
     }
 
 
+class ExceptionOutput(BaseModel):
+    """What a finished shipment-exception run must return."""
+
+    shipment_id: str
+    summary: str = Field(min_length=1)
+    actions_proposed: list[Any]
+    tools_used: list[str]
+
+
 SPEC = AgentSpec(
     name="shipment_exceptions",
     description=(
@@ -501,5 +510,6 @@ SPEC = AgentSpec(
     ),
     playbook=playbook,
     finish=finish,
+    output_model=ExceptionOutput,
     tags=("logistics",),
 )

@@ -241,6 +241,27 @@ def finish(messages: Sequence[BaseMessage]) -> dict[str, Any]:
     }
 
 
+class CitationOut(BaseModel):
+    """A cited passage, as the output carries it."""
+
+    id: str
+    doc: str
+    title: str
+    text: str
+
+
+class SupportOutput(BaseModel):
+    """What a finished support run must return: a non-empty reply whose every citation is a real passage."""
+
+    ticket_id: str | None
+    reply: str = Field(min_length=1)
+    escalated: bool
+    reason: str | None
+    citations: list[CitationOut]
+    unresolved_citations: list[str] = Field(max_length=0, description="cited ids that match no passage")
+    tools_used: list[str]
+
+
 SPEC = AgentSpec(
     name="support_drafting",
     description=(
@@ -254,4 +275,5 @@ SPEC = AgentSpec(
     scopes=frozenset({"tickets:read", "orders:read", "knowledge:read", "refunds:write", "replies:write"}),
     playbook=playbook,
     finish=finish,
+    output_model=SupportOutput,
 )
