@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, get_type_hints
 
 from pydantic import BaseModel
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from tools.business import BusinessStore
 
@@ -24,6 +25,19 @@ class ToolContext:
     agent: str
     idempotency_key: str
     store: BusinessStore
+
+    async def once(
+        self, tool: str, args: BaseModel, act: Callable[[AsyncSession], Awaitable[dict[str, Any]]]
+    ) -> dict[str, Any]:
+        """Run a write tool's business change at most once for this call's idempotency key."""
+        return await self.store.once(
+            key=self.idempotency_key,
+            tenant_id=self.tenant_id,
+            run_id=self.run_id,
+            tool=tool,
+            arguments=args.model_dump(mode="json"),
+            act=act,
+        )
 
 
 ToolFunc = Callable[[Any, ToolContext], Awaitable[Any]]

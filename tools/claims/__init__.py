@@ -82,14 +82,7 @@ async def route_claim(args: RouteClaimArgs, ctx: ToolContext) -> dict[str, Any]:
         )
         return {"routed": True, "claim_id": fnol.id, "queue": args.queue, "severity": args.severity}
 
-    return await ctx.store.once(
-        key=ctx.idempotency_key,
-        tenant_id=ctx.tenant_id,
-        run_id=ctx.run_id,
-        tool="route_claim",
-        arguments=args.model_dump(),
-        act=act,
-    )
+    return await ctx.once("route_claim", args, act)
 
 
 class FlagClaimArgs(BaseModel):
@@ -117,14 +110,7 @@ async def flag_claim(args: FlagClaimArgs, ctx: ToolContext) -> dict[str, Any]:
         fnol.status, fnol.flag_reason, fnol.triaged_at = "flagged", args.reason, utcnow()
         return {"flagged": True, "claim_id": fnol.id, "reason": args.reason}
 
-    return await ctx.store.once(
-        key=ctx.idempotency_key,
-        tenant_id=ctx.tenant_id,
-        run_id=ctx.run_id,
-        tool="flag_claim",
-        arguments=args.model_dump(),
-        act=act,
-    )
+    return await ctx.once("flag_claim", args, act)
 
 
 class SetReserveArgs(BaseModel):
@@ -173,11 +159,4 @@ async def set_claim_reserve(args: SetReserveArgs, ctx: ToolContext) -> dict[str,
             "injuries": args.injuries,
         }
 
-    return await ctx.store.once(
-        key=ctx.idempotency_key,
-        tenant_id=ctx.tenant_id,
-        run_id=ctx.run_id,
-        tool="set_claim_reserve",
-        arguments=args.model_dump(),
-        act=act,
-    )
+    return await ctx.once("set_claim_reserve", args, act)

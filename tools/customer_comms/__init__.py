@@ -87,11 +87,4 @@ async def notify_customer(args: NotifyArgs, ctx: ToolContext) -> dict[str, Any]:
             "message": args.message,
         }
 
-    return await ctx.store.once(
-        key=ctx.idempotency_key,
-        tenant_id=ctx.tenant_id,
-        run_id=ctx.run_id,
-        tool="notify_customer",
-        arguments=args.model_dump(),
-        act=act,
-    )
+    return await ctx.once("notify_customer", args, act)

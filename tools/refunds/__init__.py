@@ -47,11 +47,4 @@ async def issue_refund(args: IssueRefundArgs, ctx: ToolContext) -> dict[str, Any
         session.add(refund)
         return {"refunded": True, "refund_id": refund.id, "order_id": order.id, "amount": args.amount}
 
-    return await ctx.store.once(
-        key=ctx.idempotency_key,
-        tenant_id=ctx.tenant_id,
-        run_id=ctx.run_id,
-        tool="issue_refund",
-        arguments=args.model_dump(),
-        act=act,
-    )
+    return await ctx.once("issue_refund", args, act)

@@ -35,11 +35,4 @@ async def send_customer_reply(args: SendReplyArgs, ctx: ToolContext) -> dict[str
         session.add(reply)
         return {"sent": True, "reply_id": reply.id, "ticket_id": ticket.id}
 
-    return await ctx.store.once(
-        key=ctx.idempotency_key,
-        tenant_id=ctx.tenant_id,
-        run_id=ctx.run_id,
-        tool="send_customer_reply",
-        arguments=args.model_dump(),
-        act=act,
-    )
+    return await ctx.once("send_customer_reply", args, act)

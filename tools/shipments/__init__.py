@@ -202,14 +202,7 @@ async def rebook_shipment(args: RebookArgs, ctx: ToolContext) -> dict[str, Any]:
             "new_eta": quote.eta.isoformat(),
         }
 
-    return await ctx.store.once(
-        key=ctx.idempotency_key,
-        tenant_id=ctx.tenant_id,
-        run_id=ctx.run_id,
-        tool="rebook_shipment",
-        arguments=args.model_dump(),
-        act=act,
-    )
+    return await ctx.once("rebook_shipment", args, act)
 
 
 class CreditArgs(BaseModel):
@@ -268,11 +261,4 @@ async def issue_shipping_credit(args: CreditArgs, ctx: ToolContext) -> dict[str,
             "currency": shipment.currency,
         }
 
-    return await ctx.store.once(
-        key=ctx.idempotency_key,
-        tenant_id=ctx.tenant_id,
-        run_id=ctx.run_id,
-        tool="issue_shipping_credit",
-        arguments=args.model_dump(),
-        act=act,
-    )
+    return await ctx.once("issue_shipping_credit", args, act)
