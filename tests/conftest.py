@@ -125,6 +125,15 @@ async def sqlite_url(tmp_path: Path) -> str:
     return url
 
 
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[BusinessStore]:
+    """A seeded SQLite systems-of-record database (every demo domain), for tools called directly."""
+    s = BusinessStore.from_url(f"sqlite+aiosqlite:///{tmp_path / 'business.db'}")
+    await seed(s)
+    yield s
+    await s.engine.dispose()
+
+
 @dataclass
 class Stack:
     """The API (in-process, over ASGI), a worker, the databases and the demo keys of one test."""

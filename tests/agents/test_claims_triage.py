@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,21 +23,10 @@ from approvals.policy import load_policy
 from countersign.settings import Settings
 from tests.conftest import Stack
 from tools.business import BusinessStore, Effect
-from tools.demo_data import seed
 from tools.records import ClaimReserve, Fnol, seed_records
 from tools.registry import ToolContext, get_tool
 
 # --- Helpers ------------------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[BusinessStore]:
-    """A SQLite systems-of-record database with the support and the claims/logistics demo data."""
-    s = BusinessStore.from_url(f"sqlite+aiosqlite:///{tmp_path / 'business.db'}")
-    await seed(s)
-    await seed_records(s)
-    yield s
-    await s.engine.dispose()
 
 
 def _ctx(store: BusinessStore, key: str, run_id: str = "run-1") -> ToolContext:
@@ -354,7 +341,6 @@ async def _decide(stack: Stack, item: dict[str, Any], key: str, body: dict[str, 
 
 
 async def test_e2e_example_is_routed_and_reserved_without_approval(stack: Stack) -> None:
-    await seed_records(stack.store)
     run = await stack.start("claims_triage", SPEC.example_input)
     done = await stack.result(run["id"])
     assert done["status"] == "completed", done
@@ -377,7 +363,6 @@ async def test_e2e_example_is_routed_and_reserved_without_approval(stack: Stack)
 
 
 async def test_e2e_injury_reserve_waits_for_a_senior_adjuster(stack: Stack) -> None:
-    await seed_records(stack.store)
     run = await stack.start("claims_triage", {"claim_id": "FNOL-2003"})
     [item] = await stack.pending(run["id"])
     assert item["tool"] == "set_claim_reserve"
@@ -397,7 +382,6 @@ async def test_e2e_injury_reserve_waits_for_a_senior_adjuster(stack: Stack) -> N
 
 
 async def test_e2e_inactive_policy_is_flagged_and_never_routed(stack: Stack) -> None:
-    await seed_records(stack.store)
     run = await stack.start("claims_triage", {"claim_id": "FNOL-2004"})
     done = await stack.result(run["id"])
     assert done["status"] == "completed", done

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,23 +16,12 @@ from approvals.policy import load_policy
 from countersign.settings import Settings
 from tests.conftest import Stack
 from tools.business import BusinessStore
-from tools.demo_data import seed
-from tools.records import CustomerNotification, Shipment, ShipmentRebooking, ShippingCredit, seed_records
+from tools.records import CustomerNotification, Shipment, ShipmentRebooking, ShippingCredit
 from tools.registry import ToolContext, get_tool
 
 WRITES = ("notify_customer", "rebook_shipment", "issue_shipping_credit")
 
 # --- Helpers ---------------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[BusinessStore]:
-    """A SQLite systems-of-record database with the support and the claims/logistics demo data."""
-    s = BusinessStore.from_url(f"sqlite+aiosqlite:///{tmp_path / 'business.db'}")
-    await seed(s)
-    await seed_records(s)
-    yield s
-    await s.engine.dispose()
 
 
 async def _tool(store: BusinessStore, name: str, args: dict[str, Any], key: str = "k") -> dict[str, Any]:
@@ -381,7 +368,6 @@ async def _decide(stack: Stack, item: dict[str, Any], key: str, body: dict[str, 
 
 
 async def _pending_notification(stack: Stack) -> tuple[dict[str, Any], dict[str, Any]]:
-    await seed_records(stack.store)
     run = await stack.start("shipment_exceptions", SPEC.example_input)
     [item] = await stack.pending(run["id"])
     assert item["tool"] == "notify_customer"
@@ -444,7 +430,6 @@ async def test_e2e_edited_notification_sends_exactly_the_edit(stack: Stack) -> N
 
 
 async def test_e2e_late_delivery_credit_needs_its_own_approval(stack: Stack) -> None:
-    await seed_records(stack.store)
     run = await stack.start("shipment_exceptions", {"shipment_id": "SH-3007"})
     [note] = await stack.pending(run["id"])
     assert note["tool"] == "notify_customer"

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,20 +15,10 @@ from agents.support_drafting.agent import NO_POLICY, NO_REFUND_GROUND, REFUND_GR
 from approvals.audit import AuditEvent
 from tests.conftest import Stack
 from tools.business import BusinessStore, Refund, Ticket
-from tools.demo_data import seed
 from tools.knowledge import get_passage
 from tools.registry import ToolContext, get_tool
 
 # --- In process: the playbook against the demo data, every tool call allowed -------------------------------
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[BusinessStore]:
-    """A SQLite systems-of-record database with the support demo data."""
-    s = BusinessStore.from_url(f"sqlite+aiosqlite:///{tmp_path / 'business.db'}")
-    await seed(s)
-    yield s
-    await s.engine.dispose()
 
 
 async def drive(store: BusinessStore, ticket_id: str) -> tuple[dict[str, Any], list[BaseMessage]]:
