@@ -89,10 +89,19 @@ class AgentState(TypedDict, total=False):
     usage: Annotated[dict[str, float], add_usage]
 
 
-class EventSink(Protocol):
-    """Where nodes report what happened (the audit ledger); ``event_id`` makes a retried report a no-op."""
+@dataclass(frozen=True)
+class LedgerEntry:
+    """One event a node reports; its ``id`` makes a retried report a no-op."""
 
-    async def __call__(self, *, event_id: str, type: str, ctx: RunContext, data: dict[str, Any]) -> None: ...
+    id: str
+    type: str
+    data: dict[str, Any]
+
+
+class EventSink(Protocol):
+    """Where nodes report what happened (the audit ledger): a node's events are written in one transaction."""
+
+    async def __call__(self, ctx: RunContext, events: Sequence[LedgerEntry]) -> None: ...
 
 
 @dataclass
@@ -164,12 +173,38 @@ async def call_model(
 ) -> dict[str, Any]:
     """Ask the model for its next message; a message with no tool calls finishes the run."""
     services, spec = _bound(config)
+    update, events = await _model_turn(services, spec, state, runtime.context)
+    await services.events(runtime.context, events)
+    return update
+
+
+async def think(state: AgentState, runtime: Runtime[RunContext], config: RunnableConfig) -> dict[str, Any]:
+    """The model's next message and, for the tool calls it proposes, the policy's verdicts: one activity.
+
+    The verdicts are part of this activity's result, so they are recorded in workflow history as before
+    (replay never re-decides), without a round trip of their own.
+    """
+    services, spec = _bound(config)
     ctx = runtime.context
+    update, events = await _model_turn(services, spec, state, ctx)
+    ai = update["messages"][-1] if update.get("messages") else None
+    if isinstance(ai, AIMessage) and ai.tool_calls and not update.get("stopped"):
+        verdicts, more = await _verdicts(services, spec, ctx, ai)
+        update |= {"verdicts": verdicts, "decisions": {}}
+        events += more
+    await services.events(ctx, events)
+    return update
+
+
+async def _model_turn(
+    services: AgentServices, spec: AgentSpec, state: AgentState, ctx: RunContext
+) -> tuple[dict[str, Any], list[LedgerEntry]]:
+    """One model call: the state update and the ledger events that record it."""
     messages = convert_to_messages(state.get("messages", []))
     limit = over_budget(state.get("usage") or {}, ctx.get("budget") or {})
     if limit is not None:
         stop = AIMessage(content=f"Stopped: the run reached its budget ({limit}).")
-        return {"messages": [stop], "stopped": {"reason": "budget_exceeded", "limit": limit}}
+        return {"messages": [stop], "stopped": {"reason": "budget_exceeded", "limit": limit}}, []
     schemas = [t.schema() for t in spec.tools().values()]
     model: Any = services.model_for(spec).bind_tools(schemas)
     if services.fallback_for is not None:
@@ -209,10 +244,9 @@ async def call_model(
         "cost_usd": cost or 0.0,
     }
     turn = sum(1 for m in messages if isinstance(m, AIMessage))
-    await services.events(
-        event_id=f"{ctx['run_id']}:model:{turn}",
+    event = LedgerEntry(
+        id=f"{ctx['run_id']}:model:{turn}",
         type="model.called",
-        ctx=ctx,
         data={
             "model": label,
             "input_tokens": tokens_in,
@@ -225,7 +259,7 @@ async def call_model(
     update: dict[str, Any] = {"messages": [ai], "usage": usage}
     if not ai.tool_calls:
         update |= _finish(services, spec, ctx, [*messages, ai], state.get("invalid_outputs", 0))
-    return update
+    return update, [event]
 
 
 def _finish(
@@ -275,18 +309,29 @@ async def evaluate_policy(
 ) -> dict[str, Any]:
     """A verdict for every proposed tool call: out of scope or invalid → deny, else what the policy says."""
     services, spec = _bound(config)
-    granted, all_tools = spec.tools(), load_all()
     ctx = runtime.context
     ai = _last_ai(convert_to_messages(state.get("messages", [])))
+    verdicts, events = await _verdicts(services, spec, ctx, ai)
+    await services.events(ctx, events)
+    return {"verdicts": verdicts, "decisions": {}}
+
+
+async def _verdicts(
+    services: AgentServices, spec: AgentSpec, ctx: RunContext, ai: AIMessage | None
+) -> tuple[dict[str, dict[str, Any]], list[LedgerEntry]]:
+    """The verdict of each tool call of ``ai``, and the ledger events that record them."""
+    granted, all_tools = spec.tools(), load_all()
+    events: list[LedgerEntry] = []
     services.policy.maybe_reload()
     policy = services.policy.current
     if policy.version not in services.seen_policies:
         services.seen_policies.add(policy.version)
-        await services.events(
-            event_id=f"policy:{policy.version}:loaded",
-            type="policy.loaded",
-            ctx=ctx,
-            data={"version": policy.version, "rules": len(policy.rules)},
+        events.append(
+            LedgerEntry(
+                id=f"policy:{policy.version}:loaded",
+                type="policy.loaded",
+                data={"version": policy.version, "rules": len(policy.rules)},
+            )
         )
     verdicts: dict[str, dict[str, Any]] = {}
     for call in ai.tool_calls if ai else []:
@@ -335,17 +380,16 @@ async def evaluate_policy(
             "rule": verdict.rule,
             "policy_version": verdict.policy_version,
         }
-        await services.events(
-            event_id=f"{ctx['run_id']}:{call_id}:proposed", type="tool.proposed", ctx=ctx, data=data
-        )
+        events.append(LedgerEntry(id=f"{ctx['run_id']}:{call_id}:proposed", type="tool.proposed", data=data))
         if verdict.outcome == "deny":
-            await services.events(
-                event_id=f"{ctx['run_id']}:{call_id}:blocked",
-                type="tool.blocked",
-                ctx=ctx,
-                data={**data, "reason": verdict.reason},
+            events.append(
+                LedgerEntry(
+                    id=f"{ctx['run_id']}:{call_id}:blocked",
+                    type="tool.blocked",
+                    data={**data, "reason": verdict.reason},
+                )
             )
-    return {"verdicts": verdicts, "decisions": {}}
+    return verdicts, events
 
 
 async def gate(state: AgentState) -> dict[str, Any]:
@@ -380,6 +424,7 @@ async def run_tools(
     verdicts = state.get("verdicts", {})
     decisions = state.get("decisions", {})
     out: list[ToolMessage] = []
+    events: list[LedgerEntry] = []
     for call in ai.tool_calls if ai else []:
         call_id = str(call["id"])
         content, status, key, args = _resolve(
@@ -391,22 +436,26 @@ async def run_tools(
             result, status = await _execute(
                 services, spec.name, tool, args, key, call_id, ctx, verdicts.get(call_id, {})
             )
-            await services.events(
-                event_id=f"{key}:executed",
-                type="tool.executed",
-                ctx=ctx,
-                data={
-                    "tool": tool.name,
-                    "tool_call_id": call_id,
-                    "idempotency_key": key,
-                    "arguments_hash": canonical_hash(args),
-                    "result_hash": canonical_hash(result),
-                },
+            events.append(
+                LedgerEntry(
+                    id=f"{key}:executed",
+                    type="tool.executed",
+                    data={
+                        "tool": tool.name,
+                        "tool_call_id": call_id,
+                        "idempotency_key": key,
+                        "arguments_hash": canonical_hash(args),
+                        "result_hash": canonical_hash(result),
+                    },
+                )
             )
             if tool.kind == "write":
                 await services.fault("after_effect")
             content = json.dumps(result, default=str)
         out.append(ToolMessage(content=content, tool_call_id=call_id, name=call["name"], status=status))
+    # One transaction for the turn's ledger events; a crash before it re-runs the node, and the effects
+    # ledger keeps every write tool's side effect to one.
+    await services.events(ctx, events)
     return {"messages": out}
 
 
@@ -467,7 +516,25 @@ async def after_model(state: AgentState) -> Literal["policy", "model", "__end__"
     return "policy" if ai is not None and ai.tool_calls else "__end__"
 
 
-def build_graph(spec: AgentSpec, services: AgentServices) -> StateGraph[Any, Any, Any, Any]:
+async def after_think(state: AgentState) -> Literal["gate", "model", "__end__"]:
+    """Route of the current graph: tool calls (already given verdicts) go to the gate, feedback on an invalid
+    answer back to the model, an answer ends the run."""
+    route = await after_model(state)
+    return "gate" if route == "policy" else route
+
+
+# Graph topologies by version. A run keeps the topology it started with (the workflow picks it behind a
+# patch marker), so in-flight runs replay after an upgrade. Version 2 evaluates the policy in the model's
+# activity: one round trip per model turn instead of two.
+GRAPH_VERSIONS = (1, 2)
+
+
+def graph_name(agent: str, version: int) -> str:
+    """The name a graph topology of an agent is registered under."""
+    return agent if version == 1 else f"{agent}@{version}"
+
+
+def build_graph(spec: AgentSpec, services: AgentServices, version: int = 2) -> StateGraph[Any, Any, Any, Any]:
     """The agent's graph, its activity nodes bound to this worker's services."""
     # Every worker on a task queue serves the same graphs, so (task queue, agent) names the binding the same
     # way in every process: an activity retried on another worker finds its services there too.
@@ -479,7 +546,7 @@ def build_graph(spec: AgentSpec, services: AgentServices) -> StateGraph[Any, Any
     # LangGraph's stubs lack an overload for (state, runtime, config) nodes, which it runs fine.
     g.add_node(  # type: ignore[call-overload]
         "model",
-        call_model,
+        call_model if version == 1 else think,
         metadata={
             **bind,
             "execute_in": "activity",
@@ -488,16 +555,17 @@ def build_graph(spec: AgentSpec, services: AgentServices) -> StateGraph[Any, Any
             "summary": f"{spec.name}: model",
         },
     )
-    g.add_node(  # type: ignore[call-overload]
-        "policy",
-        evaluate_policy,
-        metadata={
-            **bind,
-            "execute_in": "activity",
-            "start_to_close_timeout": timedelta(seconds=30),
-            "summary": "policy verdicts",
-        },
-    )
+    if version == 1:
+        g.add_node(  # type: ignore[call-overload]
+            "policy",
+            evaluate_policy,
+            metadata={
+                **bind,
+                "execute_in": "activity",
+                "start_to_close_timeout": timedelta(seconds=30),
+                "summary": "policy verdicts",
+            },
+        )
     g.add_node("gate", gate, metadata={"execute_in": "workflow"})
     g.add_node(
         "tools",
@@ -510,8 +578,11 @@ def build_graph(spec: AgentSpec, services: AgentServices) -> StateGraph[Any, Any
         },
     )
     g.add_edge(START, "model")
-    g.add_conditional_edges("model", after_model, ["policy", "model", END])
-    g.add_edge("policy", "gate")
+    if version == 1:
+        g.add_conditional_edges("model", after_model, ["policy", "model", END])
+        g.add_edge("policy", "gate")
+    else:
+        g.add_conditional_edges("model", after_think, ["gate", "model", END])
     g.add_edge("gate", "tools")
     g.add_edge("tools", "model")
     return g

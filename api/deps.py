@@ -19,9 +19,18 @@ from countersign.settings import Settings
 
 
 async def session(request: Request) -> AsyncIterator[AsyncSession]:
-    """One transaction per request: commits when the route returns, rolls back when it raises."""
-    async with request.app.state.sessions() as s, s.begin():
-        yield s
+    """The request's session: what the route writes commits when it returns and rolls back when it raises.
+
+    Services commit early before they call Temporal, so no transaction (and on SQLite, no write lock) is
+    held across an RPC; a later statement starts a new transaction.
+    """
+    async with request.app.state.sessions() as s:
+        try:
+            yield s
+        except BaseException:
+            await s.rollback()
+            raise
+        await s.commit()
 
 
 def temporal(request: Request) -> Client:

@@ -7,7 +7,10 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from temporalio.service import RPCError, RPCStatusCode
 
 PROBLEM = "application/problem+json"
 TYPE_BASE = "https://countersign.dev/problems/"
@@ -79,6 +82,19 @@ class Unavailable(CountersignError):
     status, code, title = 503, "unavailable", "A dependency is unavailable"
 
 
+RETRY_AFTER = {"Retry-After": "5"}
+# Temporal answers that mean "not now" rather than "no": the client should retry.
+TRANSIENT_RPC = frozenset(
+    {
+        RPCStatusCode.UNAVAILABLE,
+        RPCStatusCode.DEADLINE_EXCEEDED,
+        RPCStatusCode.RESOURCE_EXHAUSTED,
+        RPCStatusCode.CANCELLED,
+        RPCStatusCode.ABORTED,
+    }
+)
+
+
 def problem(
     status: int, code: str, title: str, detail: str, *, headers: dict[str, str] | None = None, **extra: Any
 ) -> JSONResponse:
@@ -100,6 +116,34 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(CountersignError)
     async def _ours(request: Request, exc: CountersignError) -> JSONResponse:
         return problem(exc.status, exc.code, exc.title, exc.detail, headers=exc.headers, **exc.extra)
+
+    @app.exception_handler(RPCError)
+    async def _temporal(request: Request, exc: RPCError) -> JSONResponse:
+        if exc.status not in TRANSIENT_RPC:
+            raise exc
+        return problem(
+            503, "unavailable", Unavailable.title, "Temporal is unavailable; retry later", headers=RETRY_AFTER
+        )
+
+    @app.exception_handler(DBAPIError)
+    async def _database(request: Request, exc: DBAPIError) -> JSONResponse:
+        # A locked, restarting or unreachable database is a reason to retry, not a server fault; anything
+        # else the driver refuses is a bug and stays a 500.
+        if not (exc.connection_invalidated or _transient_db(exc)):
+            raise exc
+        return problem(
+            503,
+            "unavailable",
+            Unavailable.title,
+            "the database is busy or unavailable; retry later",
+            headers=RETRY_AFTER,
+        )
+
+    @app.exception_handler(PoolTimeout)
+    async def _pool(request: Request, exc: PoolTimeout) -> JSONResponse:
+        return problem(
+            503, "unavailable", Unavailable.title, "the database is busy; retry later", headers=RETRY_AFTER
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -129,6 +173,14 @@ def install(app: FastAPI) -> None:
         )
 
 
+def _transient_db(exc: DBAPIError) -> bool:
+    text = str(exc.orig).lower()
+    return any(
+        sign in text
+        for sign in ("database is locked", "connection", "could not connect", "timeout", "shutting down")
+    )
+
+
 PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
     code: {"description": desc, "content": {PROBLEM: {"schema": {"$ref": "#/components/schemas/Problem"}}}}
     for code, desc in {
@@ -139,7 +191,7 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
         413: "Request body too large",
         422: "Invalid request; names the field",
         429: "Too many requests (per-key rate limit or the tenant's cap on active runs)",
-        503: "A dependency (Temporal) is unavailable; retry later",
+        503: "A dependency (Temporal or the database) is unavailable; retry after Retry-After seconds",
     }.items()
 }
 

@@ -56,12 +56,16 @@ def _logging() -> None:
 @app.command()
 def dev(
     demo: Annotated[bool, typer.Option(help="Run the demo agent run once the stack is up.")] = False,
+    workers: Annotated[int, typer.Option(min=1, max=32, help="Worker processes to run.")] = 1,
 ) -> None:
-    """Start Temporal (dev server), the worker and the API on the embedded defaults; Ctrl-C stops all."""
+    """Start Temporal (dev server), the workers and the API on the embedded defaults; Ctrl-C stops all.
+
+    A worker or the API that crashes is started again, so a run survives a `kill -9` of its worker.
+    """
     from countersign.dev import run_dev
 
     _logging()
-    raise typer.Exit(run_dev(Settings(), demo=demo))
+    raise typer.Exit(run_dev(Settings(), demo=demo, workers=workers))
 
 
 @app.command()

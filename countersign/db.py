@@ -59,24 +59,45 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+# Shorter than every activity's timeout, so a writer that cannot get the lock fails (and is retried) rather
+# than outliving the activity that waits for it.
+SQLITE_BUSY_TIMEOUT_SECONDS = 5.0
+
+
 def make_engine(url: str) -> AsyncEngine:
-    """An async engine; SQLite files get their folder, WAL and a busy timeout for concurrent writers."""
+    """An async engine. SQLite gets its folder, WAL, a busy timeout and one writer at a time.
+
+    SQLite allows one writer per file. A deferred transaction that reads and then writes cannot wait for
+    the lock (it fails at once with "database is locked" when another writer committed meanwhile), so
+    every transaction starts with ``BEGIN IMMEDIATE`` and waits for the lock up front, up to the busy
+    timeout. Within a process, the pool's single connection queues transactions on the event loop (no
+    thread spins on the lock): the one-writer discipline SQLite needs. Other processes wait through the
+    busy timeout.
+    """
     parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, connect_args={"timeout": 30})
+    if parsed.get_backend_name() != "sqlite":
+        return create_async_engine(url, pool_pre_ping=True)
+    memory = not parsed.database or parsed.database == ":memory:"
+    if not memory:
+        Path(str(parsed.database)).parent.mkdir(parents=True, exist_ok=True)
+    pool: dict[str, Any] = {} if memory else {"pool_size": 1, "max_overflow": 0, "pool_timeout": 60}
+    engine = create_async_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS}, **pool)
 
-        @event.listens_for(engine.sync_engine, "connect")
-        def _pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA busy_timeout=30000")
-            cur.close()
+    @event.listens_for(engine.sync_engine, "connect")
+    def _pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+        # The driver must not open transactions on its own: we emit BEGIN IMMEDIATE ourselves.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_SECONDS * 1000)}")
+        cur.close()
 
-        return engine
-    return create_async_engine(url, pool_pre_ping=True)
+    @event.listens_for(engine.sync_engine, "begin")
+    def _begin(conn):  # type: ignore[no-untyped-def]
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

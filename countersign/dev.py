@@ -119,16 +119,21 @@ async def wait_for_temporal(address: str, proc: subprocess.Popen[bytes], timeout
     raise DevError(f"the Temporal dev server did not answer on {address} within {timeout:.0f} s")
 
 
-async def wait_for_api(url: str, procs: list[subprocess.Popen[bytes]], timeout: float = 60) -> None:
-    """Wait until the API answers /v1/healthz."""
-    deadline = time.monotonic() + timeout
+async def wait_for_api(url: str, procs: list[subprocess.Popen[bytes]], timeout: float = 600) -> None:
+    """Wait until the API answers /v1/healthz, for as long as its processes are alive (a first start on a busy
+    machine compiles and imports a lot); says every 15 s that it is still waiting."""
+    started = time.monotonic()
+    said = started
     async with httpx.AsyncClient() as http:
-        while time.monotonic() < deadline:
+        while time.monotonic() - started < timeout:
             if any(p.poll() is not None for p in procs):
                 raise DevError("a child process exited during start-up (see its output above)")
             with contextlib.suppress(httpx.HTTPError):
                 if (await http.get(url + "/v1/healthz", timeout=2)).status_code == 200:
                     return
+            if time.monotonic() - said >= 15:
+                said = time.monotonic()
+                print(f"countersign dev: still starting ({said - started:.0f} s)...", flush=True)
             await asyncio.sleep(0.2)
     raise DevError(f"the API did not answer on {url} within {timeout:.0f} s")
 
@@ -146,8 +151,30 @@ async def demo_run(api: str, key: str) -> dict[str, Any]:
         return run
 
 
-def run_dev(settings: Settings, demo: bool = False) -> int:
-    """Start everything, print the URLs, wait for a signal, stop the children. Returns an exit code."""
+class Child:
+    """A supervised child process: started again when it dies while the stack is running."""
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str]) -> None:
+        self.name, self.argv, self.env = name, argv, env
+        self.proc = self._spawn()
+        self.restarts = 0
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(self.argv, env=self.env, stdin=subprocess.DEVNULL)
+
+    def check(self) -> None:
+        """Restart the process if it has exited (a crash, a kill -9), with a line saying so."""
+        code = self.proc.poll()
+        if code is None:
+            return
+        self.restarts += 1
+        print(f"countersign dev: {self.name} exited with code {code}; restarting it", flush=True)
+        self.proc = self._spawn()
+
+
+def run_dev(settings: Settings, demo: bool = False, workers: int = 1) -> int:
+    """Start everything, print the URLs, keep the children running until a signal, stop them. Returns an
+    exit code. A worker or the API that dies is started again; the Temporal dev server's death stops all."""
     check_ports(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     env = {
@@ -157,7 +184,8 @@ def run_dev(settings: Settings, demo: bool = False) -> int:
         # On one machine, webhook receivers usually listen on localhost: allow it unless set explicitly.
         "COUNTERSIGN_WEBHOOK_ALLOW_PRIVATE": os.environ.get("COUNTERSIGN_WEBHOOK_ALLOW_PRIVATE", "true"),
     }
-    children: list[subprocess.Popen[bytes]] = []
+    temporal: subprocess.Popen[bytes] | None = None
+    children: list[Child] = []
     stopping = False
 
     def stop(*_: object) -> None:
@@ -190,37 +218,33 @@ def run_dev(settings: Settings, demo: bool = False) -> int:
             stderr=subprocess.STDOUT,
         )
         temporal_log.close()  # the child holds its own descriptor
-        children.append(temporal)
         asyncio.run(wait_for_temporal(settings.resolved_temporal_address(), temporal))
         keys = asyncio.run(prepare(settings))
         py = sys.executable
-        children.append(
-            subprocess.Popen([py, "-m", "countersign.cli", "worker"], env=env, stdin=subprocess.DEVNULL)
-        )
-        children.append(
-            subprocess.Popen(
-                [
-                    py,
-                    "-m",
-                    "uvicorn",
-                    "--factory",
-                    "api.app:app_from_env",
-                    "--host",
-                    settings.api_host,
-                    "--port",
-                    str(settings.api_port),
-                    "--log-level",
-                    "warning",
-                ],
-                env=env,
-                stdin=subprocess.DEVNULL,
-            )
-        )
+        for n in range(max(1, workers)):
+            # One process runs the webhook worker too; more of them would only compete for its queue.
+            argv = [py, "-m", "countersign.cli", "worker"] + ([] if n == 0 else ["--no-webhooks"])
+            children.append(Child(f"worker {n + 1}" if workers > 1 else "the worker", argv, env))
+        api_argv = [
+            py,
+            "-m",
+            "uvicorn",
+            "--factory",
+            "api.app:app_from_env",
+            "--host",
+            settings.api_host,
+            "--port",
+            str(settings.api_port),
+            "--log-level",
+            "warning",
+        ]
+        children.append(Child("the API", api_argv, env))
         api = f"http://127.0.0.1:{settings.api_port}"
-        asyncio.run(wait_for_api(api, children))
+        asyncio.run(wait_for_api(api, [temporal, *(c.proc for c in children)]))
         print(f"Countersign API     {api}   (OpenAPI docs: {api}/docs)", flush=True)
         print(f"Temporal Web UI     http://127.0.0.1:{settings.temporal_ui_port}", flush=True)
         print(f"Temporal frontend   {settings.resolved_temporal_address()}", flush=True)
+        print(f"Workers             {len(children) - 1}", flush=True)
         print(
             f"Demo keys           {settings.data_dir / 'dev-keys.json'} (tenant {DEMO_TENANT!r})", flush=True
         )
@@ -230,18 +254,21 @@ def run_dev(settings: Settings, demo: bool = False) -> int:
             print(json.dumps(run.get("output"), indent=2), flush=True)
         print("Ready. Press Ctrl-C to stop.", flush=True)
         while not stopping:
-            if any(p.poll() is not None for p in children):
-                raise DevError("a child process exited; stopping the stack")
+            if temporal.poll() is not None:
+                raise DevError(f"the Temporal dev server exited with code {temporal.returncode}")
+            for child in children:
+                child.check()
             time.sleep(0.3)
         return 0
     except DevError as e:
         print(f"countersign dev: {e}", file=sys.stderr, flush=True)
         return 1
     finally:
-        for p in reversed(children):
+        procs = [c.proc for c in reversed(children)] + ([temporal] if temporal else [])
+        for p in procs:
             if p.poll() is None:
                 p.terminate()
-        for p in reversed(children):
+        for p in procs:
             try:
                 p.wait(timeout=15)
             except subprocess.TimeoutExpired:

@@ -178,10 +178,17 @@ def _otlp_exporter() -> SpanExporter:
     return HttpExporter()
 
 
-def flush() -> None:
-    """Export every finished span now (at the end of a run, so its trace is complete when the run is)."""
+async def flush() -> None:
+    """Export every finished span now, without blocking the event loop (the export runs on other threads,
+    which may wait for a database lock that a coroutine on this loop holds)."""
     if _provider is not None:
-        _provider.force_flush(timeout_millis=5000)
+        await asyncio.to_thread(_provider.force_flush, 5000)
+
+
+async def shutdown() -> None:
+    """Flush and stop the exporters (at process exit)."""
+    if _provider is not None:
+        await asyncio.to_thread(_provider.shutdown)
 
 
 def tracer() -> trace.Tracer:

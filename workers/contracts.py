@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from workers.webhook_contracts import WebhookEvent
+
 TASK_QUEUE = "countersign"
 
 RunStatus = Literal["running", "awaiting_approval", "completed", "failed", "cancelled"]
@@ -63,6 +65,8 @@ class StatusUpdate(BaseModel):
     output: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
     usage: Usage | None = None
+    # Webhook events recorded in the same transaction as the change (an outbox): delivered once committed.
+    webhooks: list[WebhookEvent] = Field(default_factory=list)
 
 
 class GatedRequest(BaseModel):
@@ -127,6 +131,7 @@ class RequestChange(BaseModel):
     actor: str
     decision: DecisionIn | None = None
     outcome: DecisionOutcome | None = None
+    webhooks: list[WebhookEvent] = Field(default_factory=list)
 
 
 class OpenRequests(BaseModel):
@@ -134,3 +139,4 @@ class OpenRequests(BaseModel):
 
     run: RunInput
     requests: list[GatedRequest]
+    webhooks: list[WebhookEvent] = Field(default_factory=list)

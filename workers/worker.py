@@ -15,7 +15,7 @@ from temporalio.langgraph import LangGraphPlugin
 from temporalio.worker import Worker
 
 from agents.catalog import AGENTS
-from agents.graph import AgentServices, build_graph
+from agents.graph import GRAPH_VERSIONS, AgentServices, build_graph, graph_name
 from agents.models import fallback_factory, model_factory
 from agents.spec import AgentSpec
 from approvals import audit
@@ -57,7 +57,13 @@ def langgraph_plugin(
         fault_point=settings.fault_point,
         fault_marker=settings.fault_marker,
     )
-    return LangGraphPlugin(graphs={name: build_graph(spec, services) for name, spec in AGENTS.items()})
+    return LangGraphPlugin(
+        graphs={
+            graph_name(name, version): build_graph(spec, services, version)
+            for name, spec in AGENTS.items()
+            for version in GRAPH_VERSIONS
+        }
+    )
 
 
 def build_worker(

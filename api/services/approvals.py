@@ -18,7 +18,17 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
 from api.auth import Principal
-from api.errors import AlreadyDecided, CountersignError, Forbidden, Invalid, NotFound, StaleArguments
+from api.errors import (
+    RETRY_AFTER,
+    TRANSIENT_RPC,
+    AlreadyDecided,
+    CountersignError,
+    Forbidden,
+    Invalid,
+    NotFound,
+    StaleArguments,
+    Unavailable,
+)
 from api.schemas import ApprovalRead, DecisionCreate, DecisionRead, DecisionResult, Page
 from api.services import pagination
 from approvals.models import ApprovalDecision, ApprovalRequest
@@ -163,8 +173,10 @@ async def decide(
         message=body.message,
     )
     handle = temporal.get_workflow_handle(f"run-{req.run_id}")
+    run = await s.get(Run, req.run_id)
+    await s.commit()  # no transaction across the RPC: the worker must write while the update waits
     try:
-        with _in_run_trace(await s.get(Run, req.run_id), req, who, body):
+        with _in_run_trace(run, req, who, body):
             outcome: DecisionOutcome = await handle.execute_update(AgentRunWorkflow.decide, update, id=did)
     except WorkflowUpdateFailedError as e:
         cause = e.cause
@@ -172,6 +184,10 @@ async def decide(
             raise _REFUSALS[cause.type](cause.message) from e
         raise AlreadyDecided(str(cause or e)) from e
     except RPCError as e:
+        if e.status in TRANSIENT_RPC:
+            raise Unavailable(
+                f"Temporal did not take the decision ({e.status.name}); retry it", headers=RETRY_AFTER
+            ) from e
         # The workflow is gone (completed, cancelled) or the update was refused by its validator.
         raise AlreadyDecided(f"the run no longer accepts decisions: {e.message}") from e
     return DecisionResult(**outcome.model_dump()), True

@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
 from temporalio.common import WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from agents.catalog import get_agent
@@ -24,10 +25,13 @@ from api.errors import (
     Invalid,
     NotFound,
     RunFinished,
+    Unavailable,
 )
 from api.schemas import Page, RunCreate, RunRead, UsageRead
 from api.services import pagination
+from approvals import audit
 from countersign import telemetry
+from countersign.db import utcnow
 from countersign.models import Run, Tenant
 from countersign.settings import Settings
 from tools.business import canonical_hash
@@ -92,15 +96,19 @@ async def start_run(
         if existing is not None:
             if existing.request_hash != request_hash:
                 raise IdempotencyConflict("Idempotency-Key: already used for a different request")
+            if existing.status == "running" or _not_started(existing):
+                # An earlier attempt may have recorded the run and failed to start its workflow: the retry
+                # starts it now (the workflow id makes this a no-op when it is already running).
+                await _start(s, temporal, settings, existing, _budget(settings, body))
             return to_read(existing), False
     await _check_active_cap(s, settings, who)
     # The run's trace is the trigger request's trace; its invoke_agent span id is reserved now and recorded
     # when the run ends, so every Temporal span of the run nests under it.
     ids = telemetry.current_ids()
-    span_id = telemetry.new_span_id() if ids else None
     run = Run(
         trace_id=ids[0] if ids else None,
-        span_id=span_id,
+        span_id=telemetry.new_span_id() if ids else None,
+        parent_span_id=ids[1] if ids else None,
         id=str(uuid.uuid4()),
         tenant_id=who.tenant_id,
         agent=body.agent,
@@ -115,25 +123,55 @@ async def start_run(
         await s.flush()
     except IntegrityError as e:
         raise Conflict("Idempotency-Key: a request with this key is in progress; retry it") from e
-    # Start after the row is flushed and before it commits: if Temporal refuses, the transaction rolls back
-    # and nothing is written; the workflow's first activity upserts the row should the commit be lost.
-    budget = body.budget or Budget(
+    await audit.append(
+        s,
+        audit.NewEvent(
+            id=f"{run.id}:started",
+            type="run.started",
+            actor=who.id,
+            data={"status": "running", "agent": run.agent},
+            tenant_id=run.tenant_id,
+            run_id=run.id,
+            trace_id=run.trace_id,
+        ),
+    )
+    await _start(s, temporal, settings, run, _budget(settings, body))
+    return to_read(run), True
+
+
+def _budget(settings: Settings, body: RunCreate) -> Budget:
+    return body.budget or Budget(
         max_model_calls=settings.budget_max_model_calls,
         max_tokens=settings.budget_max_tokens,
         max_cost_usd=settings.budget_max_cost_usd,
     )
+
+
+def _not_started(run: Run) -> bool:
+    return run.status == "failed" and (run.error or {}).get("reason") == NOT_STARTED
+
+
+async def _start(s: AsyncSession, temporal: Client, settings: Settings, run: Run, budget: Budget) -> None:
+    """Commit the run's row, then start its workflow (id ``run-<id>``, so a repeated start is a no-op).
+
+    No transaction is held across the RPC. When Temporal cannot be reached the row is marked failed with
+    reason ``not_started`` (a retry with the same Idempotency-Key starts it) and the caller gets 503.
+    """
+    if _not_started(run):
+        run.status, run.error = "running", None
+    await s.commit()
     inp = RunInput(
         run_id=run.id,
         tenant_id=run.tenant_id,
         agent=run.agent,
         input=run.input,
-        requested_by=who.id,
+        requested_by=run.requested_by,
         trace_id=run.trace_id,
-        span_id=span_id,
-        parent_span_id=ids[1] if ids else None,
+        span_id=run.span_id,
+        parent_span_id=run.parent_span_id,
         budget=budget,
     )
-    token = attach(telemetry.context_of(ids[0], span_id)) if ids and span_id else None
+    token = attach(telemetry.context_of(run.trace_id, run.span_id)) if run.trace_id and run.span_id else None
     try:
         await temporal.start_workflow(
             AgentRunWorkflow.run,
@@ -142,10 +180,20 @@ async def start_run(
             task_queue=settings.task_queue,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
         )
+    except WorkflowAlreadyStartedError:
+        pass
+    except RPCError as e:
+        run.status, run.error = "failed", {"reason": NOT_STARTED, "message": "Temporal was unreachable"}
+        run.updated_at = utcnow()
+        await s.commit()
+        raise Unavailable(
+            f"the run was recorded but could not be started ({e.status.name if e.status else 'error'}); "
+            "retry with the same Idempotency-Key",
+            headers={"Retry-After": "5"},
+        ) from e
     finally:
         if token is not None:
             detach(token)
-    return to_read(run), True
 
 
 async def get_run(s: AsyncSession, who: Principal, run_id: str) -> Run:
@@ -170,6 +218,8 @@ async def list_runs(
 
 
 ACTIVE = ("running", "awaiting_approval")
+# error reason of a run whose workflow could not be started; a retry with the same Idempotency-Key starts it
+NOT_STARTED = "not_started"
 TERMINAL = ("completed", "failed", "cancelled")
 
 
@@ -200,6 +250,7 @@ async def cancel_run(s: AsyncSession, temporal: Client, who: Principal, run_id: 
     run = await get_run(s, who, run_id)
     if run.status in TERMINAL:
         raise RunFinished(f"run {run_id} is already {run.status}")
+    await s.commit()  # no transaction across the RPC
     try:
         await temporal.get_workflow_handle(f"run-{run.id}").cancel()
     except RPCError as e:

@@ -69,7 +69,7 @@ async def test_one_trace_from_request_to_completion_across_a_kill_and_an_approva
                     p.kill()
                     p.wait()
         assert done["status"] == "completed"
-        telemetry.flush()
+        await telemetry.flush()
         tree = (await stack.http.get(f"/v1/runs/{run['id']}/trace", headers=stack.auth("auditor"))).json()
         spans = spans_of(tree["spans"])
         assert {s["trace_id"] for s in spans} == {done["trace_id"]}
@@ -137,7 +137,7 @@ async def test_content_stays_out_of_spans_logs_and_ledger(
     run = await stack.start("support_drafting", {"ticket_id": "T-9000"})
     done = await stack.result(run["id"])
     assert CANARY in done["output"]["reply"]  # the content is there, for the caller
-    telemetry.flush()
+    await telemetry.flush()
     async with stack.sessions() as s:
         spans = list(await s.scalars(select(SpanRecord).where(SpanRecord.trace_id == done["trace_id"])))
         ledger = list(await s.scalars(select(AuditEvent).where(AuditEvent.run_id == run["id"])))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from opentelemetry import trace
@@ -13,36 +14,67 @@ from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, Trace
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
-from agents.graph import RunContext
+from agents.graph import LedgerEntry, RunContext
 from approvals import audit
+from approvals import webhooks as webhook_store
 from approvals.models import ApprovalDecision, ApprovalRequest
 from countersign import telemetry
 from countersign.db import utcnow
 from countersign.models import Run
+from workers.activities.webhooks import start_deliveries
 from workers.contracts import GatedRequest, OpenRequests, RequestChange, StatusUpdate, Usage
+from workers.webhook_contracts import WebhookEvent, webhook_task_queue
 
 log = logging.getLogger("countersign.workers")
 
 
 class LedgerSink:
-    """The agents' event sink: writes each node event to the audit ledger, once per event id."""
+    """The agents' event sink: writes a node's events to the audit ledger in one transaction, once per id."""
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self.sessions = sessions
 
-    async def __call__(self, *, event_id: str, type: str, ctx: RunContext, data: dict[str, Any]) -> None:
-        await audit.record(
-            self.sessions,
-            audit.NewEvent(
-                id=event_id,
-                type=type,
-                actor=f"agent:{ctx['agent']}",
-                data=data,
-                tenant_id=ctx["tenant_id"],
-                run_id=ctx["run_id"],
-                trace_id=telemetry.trace_id_hex(),
-            ),
+    async def __call__(self, ctx: RunContext, events: Sequence[LedgerEntry]) -> None:
+        if not events:
+            return
+        trace_id = telemetry.trace_id_hex()
+        async with self.sessions() as session, session.begin():
+            for e in events:
+                await audit.append(
+                    session,
+                    audit.NewEvent(
+                        id=e.id,
+                        type=e.type,
+                        actor=f"agent:{ctx['agent']}",
+                        data=e.data,
+                        tenant_id=ctx["tenant_id"],
+                        run_id=ctx["run_id"],
+                        trace_id=trace_id,
+                    ),
+                )
+
+
+async def _outbox(session: AsyncSession, events: Sequence[WebhookEvent]) -> list[str]:
+    """Record webhook deliveries in the caller's transaction: they exist if and only if the change does."""
+    ids: list[str] = []
+    for event in events:
+        ids += await webhook_store.enqueue(
+            session,
+            message_id=event.id,
+            event_type=event.type,
+            tenant_id=event.tenant_id,
+            run_id=event.run_id,
+            occurred_at=event.occurred_at,
+            data=event.data,
         )
+    return ids
+
+
+async def _deliver(delivery_ids: list[str]) -> None:
+    """After the commit: start a delivery workflow per recorded delivery, on the runs' webhook queue."""
+    if delivery_ids:
+        queue = webhook_task_queue(activity.info().task_queue)
+        await start_deliveries(activity.client(), queue, delivery_ids)
 
 
 class RunActivities:
@@ -70,8 +102,15 @@ class RunActivities:
                     trace_id=u.run.trace_id,
                 )
                 session.add(run)
-            if run.status in ("completed", "failed", "cancelled") and u.status != run.status:
+            # A run the API marked not_started (Temporal looked unreachable) did start: its workflow wins.
+            started_after_all = (run.error or {}).get("reason") == "not_started"
+            if (
+                run.status in ("completed", "failed", "cancelled")
+                and u.status != run.status
+                and not started_after_all
+            ):
                 return
+            deliveries = await _outbox(session, u.webhooks)
             run.status = u.status
             if u.output is not None:
                 run.output = u.output
@@ -101,13 +140,15 @@ class RunActivities:
             created_at = run.created_at
         if u.status in ("completed", "failed", "cancelled"):
             emit_run_span(u, created_at)
+        await _deliver(deliveries)
 
 
 def emit_run_span(u: StatusUpdate, started: dt.datetime) -> None:
     """Record the run's ``invoke_agent`` span, from the trigger to now, under the id the API reserved for it.
 
     Every Temporal span of the run already has it as ancestor; it can only be written now, when its duration
-    is known, and then flushed so the trace is complete when the run is.
+    is known. The batch processor exports it within a moment, off the event loop: flushing here would block
+    the loop while the exporter's thread waits for a database lock that a coroutine on this loop may hold.
     """
     if not (u.run.trace_id and u.run.span_id):
         return
@@ -148,7 +189,6 @@ def emit_run_span(u: StatusUpdate, started: dt.datetime) -> None:
         instrumentation_scope=InstrumentationScope("countersign"),
     )
     provider._active_span_processor.on_end(span)  # the SDK's own path for finished spans
-    telemetry.flush()
 
 
 _RUN_EVENT = {
@@ -170,6 +210,7 @@ class ApprovalActivities:
     async def open(self, o: OpenRequests) -> None:
         """Record every request of a model turn and mark the run awaiting approval, in one transaction."""
         async with self.sessions() as session, session.begin():
+            deliveries = await _outbox(session, o.webhooks)
             for req in o.requests:
                 await self._apply(
                     session,
@@ -190,6 +231,7 @@ class ApprovalActivities:
                         trace_id=o.run.trace_id,
                     ),
                 )
+        await _deliver(deliveries)
         for req in o.requests:
             _notify("approval.requested", req)
 
@@ -198,6 +240,8 @@ class ApprovalActivities:
         """Upsert the request row (and the decision row); append the ledger event once."""
         async with self.sessions() as session, session.begin():
             await self._apply(session, c)
+            deliveries = await _outbox(session, c.webhooks)
+        await _deliver(deliveries)
         if c.event in ("approval.reminded", "approval.escalated"):
             _notify(c.event, c.request)
 

@@ -12,6 +12,7 @@ import httpx
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
+from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 
@@ -23,6 +24,22 @@ from workers.workflows.webhooks import WebhookDeliveryWorkflow
 
 log = logging.getLogger("countersign.webhooks")
 USER_AGENT = "Countersign-Webhooks/1"
+
+
+async def start_deliveries(client: Client, queue: str, delivery_ids: list[str]) -> None:
+    """A delivery workflow per recorded delivery; safe to repeat (workflow ids are the delivery ids)."""
+    for delivery_id in delivery_ids:
+        try:
+            await client.start_workflow(
+                WebhookDeliveryWorkflow.run,
+                delivery_id,
+                id=f"webhook-delivery-{delivery_id}",
+                task_queue=queue,
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            )
+        except WorkflowAlreadyStartedError:
+            pass  # an earlier attempt started it and it has already finished
 
 
 class WebhookActivities:
@@ -53,19 +70,7 @@ class WebhookActivities:
                 occurred_at=event.occurred_at,
                 data=event.data,
             )
-        client, queue = activity.client(), activity.info().task_queue
-        for delivery_id in ids:
-            try:
-                await client.start_workflow(
-                    WebhookDeliveryWorkflow.run,
-                    delivery_id,
-                    id=f"webhook-delivery-{delivery_id}",
-                    task_queue=queue,
-                    id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                    id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-                )
-            except WorkflowAlreadyStartedError:
-                pass  # an earlier attempt started it and it has already finished
+        await start_deliveries(activity.client(), activity.info().task_queue, ids)
         return ids
 
     @activity.defn(name="webhooks.deliver")

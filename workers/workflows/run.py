@@ -9,9 +9,10 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
+from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError, is_cancelled_exception
 
-from workers.workflows.webhooks import Dispatch, emit, request_data, run_data, settle
+from workers.workflows.webhooks import Dispatch, emit, event, request_data, run_data, settle
 
 with workflow.unsafe.imports_passed_through():
     from langchain_core.messages import HumanMessage
@@ -19,6 +20,7 @@ with workflow.unsafe.imports_passed_through():
     from langgraph.types import Command
     from temporalio.langgraph import graph
 
+    from agents.graph import graph_name
     from workers.contracts import (
         DecisionIn,
         DecisionOutcome,
@@ -30,9 +32,35 @@ with workflow.unsafe.imports_passed_through():
         StatusUpdate,
         Usage,
     )
-    from workers.webhook_contracts import WebhookEventType
+    from workers.webhook_contracts import WebhookEvent, WebhookEventType
 
-DB_ACTIVITY = {"start_to_close_timeout": timedelta(seconds=30)}
+DB_ACTIVITY: dict[str, Any] = {"start_to_close_timeout": timedelta(seconds=30)}
+# Failures a retry cannot mend (a bug, or data the database refuses): the step fails at once with its reason
+# instead of retrying for ever. A database that is down or locked raises OperationalError: retried.
+PERMANENT_ERRORS = [
+    "AttributeError",
+    "TypeError",
+    "NameError",
+    "KeyError",
+    "ValidationError",
+    "DataError",
+    "IntegrityError",
+    "ProgrammingError",
+    "StatementError",
+]
+# Projection writes are short database transactions: run them as local activities, in the worker that runs
+# the workflow, with no round trip through the server. They are idempotent upserts, so the at-least-once
+# retry of a local activity (after a crash, on replay) writes nothing twice.
+LOCAL_DB_ACTIVITY: dict[str, Any] = {
+    "start_to_close_timeout": timedelta(seconds=30),
+    "retry_policy": RetryPolicy(
+        initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=10)
+    ),
+}
+# Runs started from this patch on: the policy is evaluated in the model's activity (graph version 2),
+# projection writes are local activities carrying their webhook events (an outbox, no child workflows), and
+# a decision is recorded before it takes effect. Runs started earlier replay on the old path.
+FAST_PATH = "countersign-fast-path-1"
 
 
 def _hash(args: dict[str, Any]) -> str:
@@ -53,6 +81,8 @@ class AgentRunWorkflow:
         self._changed = False
         self._cancelled = False
         self._dispatches: list[Dispatch] = []
+        self._fast = False
+        self._deciding: set[str] = set()
 
     @workflow.run
     async def run(self, inp: RunInput) -> RunResult:
@@ -73,8 +103,11 @@ class AgentRunWorkflow:
         return result
 
     async def _run(self, inp: RunInput) -> RunResult:
-        await self._status(StatusUpdate(run=inp, status="running", event="run.started"))
-        app = graph(inp.agent).compile(checkpointer=InMemorySaver())
+        self._fast = workflow.patched(FAST_PATH)
+        if not self._fast:
+            # Runs from FAST_PATH on have their run.started recorded by the API, with the run row.
+            await self._status(StatusUpdate(run=inp, status="running", event="run.started"))
+        app = graph(graph_name(inp.agent, 2 if self._fast else 1)).compile(checkpointer=InMemorySaver())
         config: dict[str, Any] = {"configurable": {"thread_id": inp.run_id}, "recursion_limit": 100}
         context = {
             "run_id": inp.run_id,
@@ -131,31 +164,47 @@ class AgentRunWorkflow:
             "answer": decided.get("message"),
         }
 
-    async def _emit(self, event: WebhookEventType, **kw: Any) -> None:
-        dispatch = await emit(event, **kw)
+    async def _emit(self, event_type: WebhookEventType, **kw: Any) -> None:
+        dispatch = await emit(event_type, **kw)
         if dispatch is not None:
             self._dispatches.append(dispatch)
 
-    async def _status(self, update: StatusUpdate) -> None:
-        await workflow.execute_activity("runs.set_status", update, **DB_ACTIVITY)  # type: ignore[call-overload]
-        if update.status in ("completed", "failed"):
-            await self._emit(
-                "run.completed" if update.status == "completed" else "run.failed",
-                tenant_id=update.run.tenant_id,
-                run_id=update.run.run_id,
-                data=run_data(update),
-            )
+    async def _db(self, name: str, arg: Any, *, local: bool = True) -> None:
+        if self._fast and local:
+            await workflow.execute_local_activity(name, arg, **LOCAL_DB_ACTIVITY)
+        else:
+            await workflow.execute_activity(name, arg, **DB_ACTIVITY)
 
-    async def _change(self, req: GatedRequest, event: str, actor: str = "system", **kw: Any) -> None:
-        change = RequestChange(request=req.model_copy(deep=True), event=event, actor=actor, **kw)
-        await workflow.execute_activity("approvals.record", change, **DB_ACTIVITY)  # type: ignore[call-overload]
-        if event in ("approval.decided", "approval.expired"):
-            await self._emit(
-                "approval.decided" if event == "approval.decided" else "approval.expired",
-                tenant_id=req.tenant_id,
-                run_id=req.run_id,
-                data=request_data(change.request, change.decision),
-            )
+    async def _status(self, update: StatusUpdate) -> None:
+        hook: tuple[WebhookEventType, dict[str, Any]] | None = None
+        if update.status in ("completed", "failed"):
+            name: WebhookEventType = "run.completed" if update.status == "completed" else "run.failed"
+            hook = (name, run_data(update))
+        if self._fast and hook is not None:
+            update.webhooks = self._events(hook[0], update.run.tenant_id, update.run.run_id, hook[1])
+        await self._db("runs.set_status", update)
+        if not self._fast and hook is not None:
+            await self._emit(hook[0], tenant_id=update.run.tenant_id, run_id=update.run.run_id, data=hook[1])
+
+    def _events(
+        self, event_type: WebhookEventType, tenant_id: str, run_id: str, data: dict[str, Any]
+    ) -> list[WebhookEvent]:
+        return [event(event_type, tenant_id=tenant_id, run_id=run_id, data=data)]
+
+    async def _change(self, req: GatedRequest, event_name: str, actor: str = "system", **kw: Any) -> None:
+        change = RequestChange(request=req.model_copy(deep=True), event=event_name, actor=actor, **kw)
+        hook: WebhookEventType | None = None
+        if event_name in ("approval.decided", "approval.expired"):
+            hook = "approval.decided" if event_name == "approval.decided" else "approval.expired"
+        data = request_data(change.request, change.decision)
+        if self._fast and hook is not None:
+            change.webhooks = self._events(hook, req.tenant_id, req.run_id, data)
+        # A person's decision is recorded by a regular activity: it is scheduled only once the update is
+        # accepted in history. A local activity runs before that, and could record a decision that a lost
+        # workflow task then never accepted. Timer-driven changes replay identically: local is safe there.
+        await self._db("approvals.record", change, local=change.decision is None)
+        if not self._fast and hook is not None:
+            await self._emit(hook, tenant_id=req.tenant_id, run_id=req.run_id, data=data)
 
     async def _hold(self, inp: RunInput, proposals: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         """Open a request per gated call, wait until each is decided or expired, return the outcomes."""
@@ -190,11 +239,15 @@ class AgentRunWorkflow:
             self._requests[req.id] = req
             opened.append(req)
         opening = OpenRequests(run=inp, requests=[r.model_copy(deep=True) for r in opened])
-        await workflow.execute_activity("approvals.open", opening, **DB_ACTIVITY)  # type: ignore[call-overload]
-        for r in opening.requests:
-            await self._emit(
-                "approval.requested", tenant_id=r.tenant_id, run_id=r.run_id, data=request_data(r)
-            )
+        if self._fast:
+            for r in opening.requests:
+                opening.webhooks += self._events("approval.requested", r.tenant_id, r.run_id, request_data(r))
+        await self._db("approvals.open", opening)
+        if not self._fast:
+            for r in opening.requests:
+                await self._emit(
+                    "approval.requested", tenant_id=r.tenant_id, run_id=r.run_id, data=request_data(r)
+                )
         while any(r.status == "pending" for r in opened):
             timeout = self._next_timer(opened)
             self._changed = False
@@ -205,6 +258,9 @@ class AgentRunWorkflow:
                 )
             except TimeoutError:
                 pass
+            if self._fast:
+                # A decision being recorded was taken before any timer now due: let it land first.
+                await workflow.wait_condition(lambda: not self._deciding)
             await self._fire_timers(opened)
         await self._status(StatusUpdate(run=inp, status="running", event="run.resumed"))
         return {
@@ -257,8 +313,34 @@ class AgentRunWorkflow:
 
     @workflow.update
     async def decide(self, d: DecisionIn) -> DecisionOutcome:
-        """Apply one person's decision; the checks and the state change happen before any await, so
-        concurrent decisions are ordered and only one can complete a request."""
+        """Apply one person's decision. Decisions on one request are taken one at a time: each is checked
+        against the state the previous one left, recorded (row, ledger event, webhook), and only then takes
+        effect, so nothing can act on a decision that is not on record and only one can complete a request."""
+        if not self._fast:
+            return await self._decide_v1(d)
+        await workflow.wait_condition(lambda: d.request_id not in self._deciding)
+        req = self._check(d)
+        after = req.model_copy(deep=True)
+        outcome = _apply(after, d)
+        self._deciding.add(req.id)
+        try:
+            await self._change(after, "approval.decided", actor=d.principal_id, decision=d, outcome=outcome)
+        finally:
+            self._deciding.discard(req.id)
+        req.arguments, req.arguments_hash = after.arguments, after.arguments_hash
+        req.approvals, req.status, req.message = after.approvals, after.status, after.message
+        self._changed = True
+        return outcome
+
+    async def _decide_v1(self, d: DecisionIn) -> DecisionOutcome:
+        """Runs started before FAST_PATH: the state changed before the record (kept so they replay)."""
+        req = self._check(d)
+        outcome = _apply(req, d)
+        self._changed = True
+        await self._change(req, "approval.decided", actor=d.principal_id, decision=d, outcome=outcome)
+        return outcome
+
+    def _check(self, d: DecisionIn) -> GatedRequest:
         req = self._requests.get(d.request_id)
         if req is None or req.status != "pending":
             raise ApplicationError(
@@ -280,35 +362,37 @@ class AgentRunWorkflow:
             raise ApplicationError(
                 "you already approved this request", type="already_decided", non_retryable=True
             )
-        if d.action == "edit":
-            assert d.arguments is not None
-            # An edit is an approval of new arguments: earlier approvals were of other arguments.
-            req.arguments, req.arguments_hash, req.approvals = d.arguments, _hash(d.arguments), []
-        if d.action in ("approve", "edit"):
-            req.approvals.append(d.principal_id)
-            if len(req.approvals) >= req.quorum:
-                req.status = "approved"
-        elif d.action == "reject":
-            req.status, req.message = "rejected", d.reason
-        else:
-            req.status, req.message = "responded", d.message
-        self._changed = True
-        outcome = DecisionOutcome(
-            decision_id=d.decision_id,
-            request_id=req.id,
-            action=d.action,
-            request_status=req.status,
-            approvals=len(req.approvals),
-            quorum=req.quorum,
-        )
-        await self._change(req, "approval.decided", actor=d.principal_id, decision=d, outcome=outcome)
-        return outcome
+        return req
 
     @decide.validator
     def _validate(self, d: DecisionIn) -> None:
         req = self._requests.get(d.request_id)
         if req is None or req.status != "pending":
             raise ApplicationError("the request is no longer pending", type="already_decided")
+
+
+def _apply(req: GatedRequest, d: DecisionIn) -> DecisionOutcome:
+    """Change ``req`` as the decision says; the outcome reports the request's status after it."""
+    if d.action == "edit":
+        assert d.arguments is not None
+        # An edit is an approval of new arguments: earlier approvals were of other arguments.
+        req.arguments, req.arguments_hash, req.approvals = d.arguments, _hash(d.arguments), []
+    if d.action in ("approve", "edit"):
+        req.approvals.append(d.principal_id)
+        if len(req.approvals) >= req.quorum:
+            req.status = "approved"
+    elif d.action == "reject":
+        req.status, req.message = "rejected", d.reason
+    else:
+        req.status, req.message = "responded", d.message
+    return DecisionOutcome(
+        decision_id=d.decision_id,
+        request_id=req.id,
+        action=d.action,
+        request_status=req.status,
+        approvals=len(req.approvals),
+        quorum=req.quorum,
+    )
 
 
 def _usage(state: dict[str, Any]) -> Usage:

@@ -91,6 +91,20 @@ async def emit(
     )
 
 
+def event(
+    event_type: WebhookEventType, *, tenant_id: str, run_id: str | None, data: dict[str, Any]
+) -> WebhookEvent:
+    """From a workflow: a webhook event to record with the change it reports (its id is deterministic)."""
+    return WebhookEvent(
+        id=f"msg_{workflow.uuid4().hex}",
+        type=event_type,
+        tenant_id=tenant_id,
+        run_id=run_id,
+        occurred_at=workflow.now(),
+        data=data,
+    )
+
+
 async def settle(dispatches: list[Dispatch]) -> None:
     """Wait until every started dispatch has recorded its deliveries (not until they are delivered)."""
     pending = [d for d in dispatches if not d.done()]
