@@ -3,14 +3,14 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install run test lint lock clean
+.PHONY: install run test bench lint lock clean
 
 $(BIN)/uv:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip uv
 
 install: $(BIN)/uv
-	VIRTUAL_ENV=$(VENV) $(BIN)/uv sync --frozen --all-extras --active
+	VIRTUAL_ENV=$(VENV) $(BIN)/uv sync --frozen --all-extras --active --compile-bytecode
 
 run: install
 	$(BIN)/countersign dev --demo
@@ -21,6 +21,10 @@ test: install
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	$(BIN)/pytest
+
+# Countersign's default stack against a bare Temporal workflow on the same server (ratios; see README).
+bench: install
+	$(BIN)/python -m bench.bench
 
 lock: $(BIN)/uv
 	$(BIN)/uv lock

@@ -14,7 +14,6 @@ import argparse
 import asyncio
 import json
 import os
-import re
 import shutil
 import signal
 import socket
@@ -163,7 +162,11 @@ def worker_pid(dev: subprocess.Popen[bytes]) -> int | None:
 
 
 async def interleaved(
-    n: int, a: Callable[[], Awaitable[float]], b: Callable[[], Awaitable[float]], progress: Progress, what: str
+    n: int,
+    a: Callable[[], Awaitable[float]],
+    b: Callable[[], Awaitable[float]],
+    progress: Progress,
+    what: str,
 ) -> tuple[list[float], list[float]]:
     """``n`` A/B pairs, alternating which goes first, so drift in the machine's load hits both sides."""
     task = progress.add_task(what, total=n)
@@ -186,8 +189,16 @@ async def timed(fn: Callable[[], Awaitable[Any]]) -> float:
     return time.perf_counter() - t
 
 
-def add(b: Bench, name: str, ours: float, bare: float, unit: str, target: str, ok: bool | None,
-        ratio: float | None = None) -> None:
+def add(
+    b: Bench,
+    name: str,
+    ours: float,
+    bare: float,
+    unit: str,
+    target: str,
+    ok: bool | None,
+    ratio: float | None = None,
+) -> None:
     r = ratio if ratio is not None else (ours / bare if bare else None)
     b.rows.append(Row(name, f"{ours:.3f} {unit}", f"{bare:.3f} {unit}", r, target, ok))
 
@@ -230,8 +241,15 @@ async def bench_throughput(b: Bench, progress: Progress, n: int) -> None:
     await asyncio.gather(*(ours_one() for _ in range(n)))
     ours_rate = n / (time.perf_counter() - t)
     progress.advance(task)
-    add(b, f"throughput at {n} concurrent runs", ours_rate, bare_rate, "runs/s", "≥ 0.85×",
-        ours_rate / bare_rate >= 0.85)
+    add(
+        b,
+        f"throughput at {n} concurrent runs",
+        ours_rate,
+        bare_rate,
+        "runs/s",
+        "≥ 0.85×",
+        ours_rate / bare_rate >= 0.85,
+    )
 
 
 async def bench_decision(b: Bench, progress: Progress, reps: int) -> None:
@@ -288,8 +306,15 @@ async def bench_starts(b: Bench, progress: Progress, n: int) -> None:
     ours_rate = n / (time.perf_counter() - t)
     progress.advance(task)
     await asyncio.gather(*(b.finish(i) for i in ids))
-    add(b, f"starts/s ({n} starts, 10 at a time)", ours_rate, bare_rate, "starts/s", "≥ 0.7×",
-        ours_rate / bare_rate >= 0.7)
+    add(
+        b,
+        f"starts/s ({n} starts, 10 at a time)",
+        ours_rate,
+        bare_rate,
+        "starts/s",
+        "≥ 0.7×",
+        ours_rate / bare_rate >= 0.7,
+    )
 
 
 async def bench_restart(b: Bench, progress: Progress, log: Path) -> None:
@@ -328,10 +353,25 @@ async def bench_restart(b: Bench, progress: Progress, log: Path) -> None:
     bare_decided = time.perf_counter()
     await h.result()
     progress.advance(task)
-    add(b, "restart → decidable, from polling", decided - polling, bare_decided - bare_polling, "s",
-        "≤ 2 s", decided - polling <= 2.0, ratio=None)
-    add(b, "worker start → polling", polling - spawned, bare_polling - bare_spawned, "s", "≤ 3 s",
-        polling - spawned <= 3.0)
+    add(
+        b,
+        "restart → decidable, from polling",
+        decided - polling,
+        bare_decided - bare_polling,
+        "s",
+        "≤ 2 s",
+        decided - polling <= 2.0,
+        ratio=None,
+    )
+    add(
+        b,
+        "worker start → polling",
+        polling - spawned,
+        bare_polling - bare_spawned,
+        "s",
+        "≤ 3 s",
+        polling - spawned <= 3.0,
+    )
 
 
 async def bench_paused(b: Bench, progress: Progress, n: int) -> None:
@@ -362,8 +402,15 @@ async def bench_paused(b: Bench, progress: Progress, n: int) -> None:
         "inbox page vs healthz",
     )
     b.rows.append(Row(f"worker RSS at {n} paused runs", f"{rss:.0f} MiB", "", None, "≤ 400 MiB", rss <= 400))
-    add(b, f"inbox page p95 at {n} paused", pct(inbox, 95), pct(health, 95), "s", "≤ 3× healthz",
-        pct(inbox, 95) / pct(health, 95) <= 3)
+    add(
+        b,
+        f"inbox page p95 at {n} paused",
+        pct(inbox, 95),
+        pct(health, 95),
+        "s",
+        "≤ 3× healthz",
+        pct(inbox, 95) / pct(health, 95) <= 3,
+    )
 
 
 async def start_stack(root: Path) -> Bench:
@@ -379,8 +426,9 @@ async def start_stack(root: Path) -> Bench:
     }
     log = root / "dev.log"
     countersign = shutil.which("countersign") or str(Path(sys.executable).parent / "countersign")
-    dev = subprocess.Popen([countersign, "dev"], env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
-                           start_new_session=True)
+    dev = subprocess.Popen(
+        [countersign, "dev"], env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True
+    )
     deadline = time.monotonic() + 300
     while "Ready." not in log.read_text(errors="replace"):
         if dev.poll() is not None or time.monotonic() > deadline:
@@ -390,8 +438,17 @@ async def start_stack(root: Path) -> Bench:
     address = f"127.0.0.1:{t_port}"
     client = await Client.connect(address, data_converter=pydantic_data_converter)
     ready = root / "bare.ready"
-    argv = [sys.executable, "-m", "bench.bare", "--address", address, "--task-queue", BARE_QUEUE,
-            "--ready", str(ready)]
+    argv = [
+        sys.executable,
+        "-m",
+        "bench.bare",
+        "--address",
+        address,
+        "--task-queue",
+        BARE_QUEUE,
+        "--ready",
+        str(ready),
+    ]
     bare = subprocess.Popen(argv, stdin=subprocess.DEVNULL)
     while not ready.exists():
         await asyncio.sleep(0.05)
@@ -410,8 +467,10 @@ def report(b: Bench) -> None:
         table.add_row(r.name, r.ours, r.bare, ratio, r.target, mark)
     console.print(table)
     load = os.getloadavg()
-    console.print(f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; {os.cpu_count()} CPUs; "
-                  "absolute figures vary with the machine, the ratios much less")
+    console.print(
+        f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; {os.cpu_count()} CPUs; "
+        "absolute figures vary with the machine, the ratios much less"
+    )
 
 
 async def main() -> int:
@@ -419,7 +478,9 @@ async def main() -> int:
     p.add_argument("--reps", type=int, default=15, help="A/B pairs for latencies")
     p.add_argument("--concurrency", type=int, nargs="*", default=[50, 200])
     p.add_argument("--starts", type=int, default=200)
-    p.add_argument("--paused", type=int, default=10_000, help="paused runs for the memory/inbox measure (0: skip)")
+    p.add_argument(
+        "--paused", type=int, default=10_000, help="paused runs for the memory/inbox measure (0: skip)"
+    )
     p.add_argument("--json", type=Path, help="also write the figures here")
     a = p.parse_args()
     root = Path(tempfile.mkdtemp(prefix="countersign-bench-"))

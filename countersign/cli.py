@@ -75,20 +75,10 @@ def worker(
     ] = True,
 ) -> None:
     """Run a worker on the configured Temporal and task queue (and, by default, the webhook worker)."""
-    from workers.webhook_worker import webhook_worker
     from workers.worker import serve
 
     _logging()
-    settings = Settings()
-
-    async def go() -> None:
-        if not webhooks:
-            await serve(settings)
-            return
-        async with webhook_worker(settings):
-            await serve(settings)
-
-    asyncio.run(go())
+    asyncio.run(serve(Settings(), webhooks=webhooks))
 
 
 @app.command()

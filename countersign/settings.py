@@ -42,6 +42,8 @@ class Settings(BaseSettings):
     model_timeout_seconds: float = 60.0
     model_max_attempts: int = Field(default=3, ge=1, le=10)
     tool_timeout_seconds: float = 30.0
+    # Paused runs beyond this are evicted from a worker's memory and replayed when a decision comes.
+    worker_max_cached_workflows: int = Field(default=500, ge=0)
 
     # USD per million tokens, by the model string of COUNTERSIGN_MODEL; set as JSON to change or add prices.
     prices: dict[str, dict[str, float]] = {

@@ -25,7 +25,7 @@ from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 from sqlalchemy import JSON, Index, String, Text, delete
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from countersign.db import Base, make_engine, utcnow
@@ -83,6 +83,17 @@ def _row(span: ReadableSpan) -> dict[str, Any]:
     }
 
 
+def _insert_spans(dialect: str, rows: list[dict[str, Any]]) -> Any:
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return insert(SpanRecord).values(rows).on_conflict_do_nothing(index_elements=["trace_id", "span_id"])
+
+
+async def store_span(session: AsyncSession, span: ReadableSpan) -> None:
+    """Write a finished span into the embedded store in the caller's transaction (for a span that must exist
+    when the change it describes does; the exporter's later copy of it is ignored)."""
+    await session.execute(_insert_spans(session.get_bind().dialect.name, [_row(span)]))
+
+
 class DatabaseSpanExporter(SpanExporter):
     """Writes finished spans into the ``spans`` table (upsert, so a re-export is harmless)."""
 
@@ -114,10 +125,8 @@ class DatabaseSpanExporter(SpanExporter):
             if self._engine is None:
                 self._engine = make_engine(self._url)
             engine = self._engine
-        insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
         async with engine.begin() as conn:
-            stmt = insert(SpanRecord).values(rows)
-            await conn.execute(stmt.on_conflict_do_nothing(index_elements=["trace_id", "span_id"]))
+            await conn.execute(_insert_spans(engine.dialect.name, rows))
             now = utcnow()
             if self._pruned_at is None or now - self._pruned_at > dt.timedelta(hours=1):
                 self._pruned_at = now

@@ -32,6 +32,7 @@ from countersign import telemetry
 from countersign.db import make_engine, session_factory
 from countersign.migrate import upgrade_async
 from countersign.settings import Settings
+from tests.loopwatch import LoopWatch
 from tools.business import BusinessStore
 from tools.demo_data import seed
 from workers.client import traced
@@ -58,6 +59,26 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "postgres" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+async def loop_watch() -> AsyncIterator[LoopWatch]:
+    """The session loop's watchdog (see ``tests/loopwatch.py``)."""
+    watch = LoopWatch(asyncio.get_running_loop())
+    watch.start()
+    yield watch
+    watch.stop()
+
+
+@pytest.fixture(autouse=True)
+async def _no_blocking_calls(loop_watch: LoopWatch) -> AsyncIterator[None]:
+    """Fail a test during which our code blocked the event loop for more than the watchdog's threshold."""
+    loop_watch.take()
+    yield
+    blocks = loop_watch.take()
+    assert not blocks, "the event loop was blocked by our code:\n" + "\n".join(
+        f"{b.seconds:.2f} s at:\n{b.stack}" for b in blocks
+    )
 
 
 def temporal_cli() -> str:

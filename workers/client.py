@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from importlib.metadata import version
+
 from temporalio.client import Client
 from temporalio.contrib.opentelemetry import TracingInterceptor
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from countersign.settings import Settings
+
+# Workers name their build: the SDK's default hashes the source of every loaded module (seconds at start).
+BUILD_ID = f"countersign-{version('countersign')}"
 
 
 async def connect(settings: Settings, address: str | None = None) -> Client:

@@ -7,8 +7,6 @@ firewalled on its own; ``countersign worker`` runs both in one process by defaul
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import timedelta
 
 import httpx
@@ -16,10 +14,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from countersign.db import make_engine, session_factory
 from countersign.settings import Settings
 from workers.activities.webhooks import WebhookActivities
-from workers.client import connect
+from workers.client import BUILD_ID
 from workers.webhook_contracts import webhook_task_queue
 from workers.workflows.webhooks import WebhookDeliveryWorkflow, WebhookDispatchWorkflow
 
@@ -50,17 +47,5 @@ def build_webhook_worker(
         workflows=[WebhookDispatchWorkflow, WebhookDeliveryWorkflow],
         activities=[activities.enqueue, activities.deliver, activities.give_up],
         sticky_queue_schedule_to_start_timeout=timedelta(seconds=1),
+        build_id=BUILD_ID,
     )
-
-
-@asynccontextmanager
-async def webhook_worker(settings: Settings) -> AsyncIterator[None]:
-    """Run a webhook worker (own engine, client and HTTP client) for the duration of the block."""
-    engine = make_engine(settings.resolved_database_url())
-    client = await connect(settings)
-    async with http_client(settings) as http:
-        worker = build_webhook_worker(client, settings, session_factory(engine), http)
-        async with worker:
-            log.info("webhook worker polling task queue %s", webhook_task_queue(settings.task_queue))
-            yield
-    await engine.dispose()

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import signal
 from collections.abc import Callable
+from contextlib import AsyncExitStack
 from datetime import timedelta
 
 from langchain_core.language_models import BaseChatModel
@@ -25,7 +26,9 @@ from countersign.db import make_engine, session_factory
 from countersign.settings import Settings
 from tools.business import BusinessStore
 from workers.activities import ApprovalActivities, LedgerSink, RunActivities
-from workers.client import connect
+from workers.client import BUILD_ID, connect
+from workers.webhook_contracts import webhook_task_queue
+from workers.webhook_worker import build_webhook_worker, http_client
 from workers.workflows.run import AgentRunWorkflow
 
 log = logging.getLogger("countersign.worker")
@@ -38,12 +41,13 @@ def langgraph_plugin(
     *,
     task_queue: str,
     model_for: Callable[[AgentSpec], BaseChatModel] | None = None,
+    policy: PolicyStore | None = None,
 ) -> LangGraphPlugin:
     """The LangGraph plugin with every agent's graph, its activity nodes bound to these resources."""
     services = AgentServices(
         task_queue=task_queue,
         store=store,
-        policy=PolicyStore(settings.policy_path, settings.known_roles()),
+        policy=policy or PolicyStore(settings.policy_path, settings.known_roles()),
         model_for=model_for or model_factory(settings),
         events=LedgerSink(sessions),
         model_label=settings.model,
@@ -74,10 +78,11 @@ def build_worker(
     *,
     task_queue: str | None = None,
     model_for: Callable[[AgentSpec], BaseChatModel] | None = None,
+    policy: PolicyStore | None = None,
 ) -> Worker:
     """A worker for every agent in the catalog, bound to these database sessions and this business store."""
     queue = task_queue or settings.task_queue
-    plugin = langgraph_plugin(settings, sessions, store, task_queue=queue, model_for=model_for)
+    plugin = langgraph_plugin(settings, sessions, store, task_queue=queue, model_for=model_for, policy=policy)
     runs, approvals = RunActivities(sessions), ApprovalActivities(sessions)
     return Worker(
         client,
@@ -88,35 +93,44 @@ def build_worker(
         # After a worker dies its sticky queue would hold the next task for 10 s; fall back to the shared
         # queue quickly instead.
         sticky_queue_schedule_to_start_timeout=timedelta(seconds=1),
+        max_cached_workflows=settings.worker_max_cached_workflows,
+        build_id=BUILD_ID,
     )
 
 
-async def serve(settings: Settings) -> None:
-    """Run a worker until SIGINT/SIGTERM."""
+async def serve(settings: Settings, *, webhooks: bool = True) -> None:
+    """Run a worker (and by default the webhook worker, on the same engine) until SIGINT/SIGTERM."""
     telemetry.configure("countersign-worker", settings.resolved_database_url(), settings.trace_retention_days)
     engine = make_engine(settings.resolved_database_url())
     store = BusinessStore.from_url(settings.resolved_business_database_url())
     client = await connect(settings)
     sessions = session_factory(engine)
-    worker = build_worker(client, settings, sessions, store)
-    policy = PolicyStore(settings.policy_path, settings.known_roles()).current
+    policy = PolicyStore(settings.policy_path, settings.known_roles())
+    worker = build_worker(client, settings, sessions, store, policy=policy)
+    current = policy.current
     await audit.record(
         sessions,
         audit.NewEvent(
-            id=f"policy:{policy.version}:loaded",
+            id=f"policy:{current.version}:loaded",
             type="policy.loaded",
             actor="system:worker",
-            data={"version": policy.version, "path": str(settings.policy_path), "rules": len(policy.rules)},
+            data={"version": current.version, "path": str(settings.policy_path), "rules": len(current.rules)},
         ),
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    async with worker:
+    async with AsyncExitStack() as running:
+        if webhooks:
+            http = await running.enter_async_context(http_client(settings))
+            await running.enter_async_context(build_webhook_worker(client, settings, sessions, http))
+            log.info("webhook worker polling task queue %s", webhook_task_queue(settings.task_queue))
+        await running.enter_async_context(worker)
         log.info(
             "worker polling task queue %s at %s", settings.task_queue, settings.resolved_temporal_address()
         )
         await stop.wait()
+    await telemetry.shutdown()
     await engine.dispose()
     await store.engine.dispose()

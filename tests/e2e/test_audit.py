@@ -37,6 +37,18 @@ def spans_of(tree: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+async def trace_with(stack: Stack, run_id: str, name: str) -> dict[str, Any]:
+    """The run's trace once a span called ``name`` is in it."""
+    for _ in range(200):
+        tree: dict[str, Any] = (
+            await stack.http.get(f"/v1/runs/{run_id}/trace", headers=stack.auth("auditor"))
+        ).json()
+        if any(s["name"] == name for s in spans_of(tree["spans"])):
+            return tree
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"no {name} span in the trace of run {run_id}")
+
+
 async def approve(stack: Stack, item: dict[str, Any], key: str = "alice") -> None:
     r = await stack.http.post(
         f"/v1/approvals/{item['id']}/decisions",
@@ -66,11 +78,13 @@ async def test_one_trace_from_request_to_completion_across_a_kill_and_an_approva
         finally:
             for p in (first, second):
                 if p is not None and p.poll() is None:
-                    p.kill()
-                    p.wait()
+                    # A worker stopped by SIGTERM exports its last spans before it exits.
+                    p.terminate()
+                    await asyncio.to_thread(p.wait, 30)
         assert done["status"] == "completed"
         await telemetry.flush()
-        tree = (await stack.http.get(f"/v1/runs/{run['id']}/trace", headers=stack.auth("auditor"))).json()
+        # The worker process exports its spans in the background (never blocking a run): wait for them.
+        tree = await trace_with(stack, run["id"], "invoke_agent support_drafting")
         spans = spans_of(tree["spans"])
         assert {s["trace_id"] for s in spans} == {done["trace_id"]}
         assert tree["spans"][0]["name"] == "POST /v1/runs"

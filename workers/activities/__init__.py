@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from opentelemetry import trace
+from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
@@ -137,24 +138,24 @@ class RunActivities:
                     trace_id=u.run.trace_id,
                 ),
             )
-            created_at = run.created_at
-        if u.status in ("completed", "failed", "cancelled"):
-            emit_run_span(u, created_at)
+            if u.status in ("completed", "failed", "cancelled"):
+                span = run_span(u, run.created_at)
+                if span is not None:
+                    # In the run's own transaction: a worker killed right after it loses no root span.
+                    await telemetry.store_span(session, span)
+                    _export(span)
         await _deliver(deliveries)
 
 
-def emit_run_span(u: StatusUpdate, started: dt.datetime) -> None:
-    """Record the run's ``invoke_agent`` span, from the trigger to now, under the id the API reserved for it.
+def run_span(u: StatusUpdate, started: dt.datetime) -> ReadableSpan | None:
+    """The run's ``invoke_agent`` span, from the trigger to now, under the id the API reserved for it.
 
-    Every Temporal span of the run already has it as ancestor; it can only be written now, when its duration
-    is known. The batch processor exports it within a moment, off the event loop: flushing here would block
-    the loop while the exporter's thread waits for a database lock that a coroutine on this loop may hold.
+    Every Temporal span of the run already has it as ancestor; it can only be made now, when its duration
+    is known.
     """
     if not (u.run.trace_id and u.run.span_id):
-        return
+        return None
     provider = trace.get_tracer_provider()
-    if not isinstance(provider, TracerProvider):
-        return
     flags = TraceFlags(TraceFlags.SAMPLED)
     context = SpanContext(int(u.run.trace_id, 16), int(u.run.span_id, 16), is_remote=False, trace_flags=flags)
     parent = (
@@ -176,11 +177,11 @@ def emit_run_span(u: StatusUpdate, started: dt.datetime) -> None:
     status = (
         Status(StatusCode.ERROR, str((u.error or {}).get("reason"))) if u.status == "failed" else Status()
     )
-    span = ReadableSpan(
+    return ReadableSpan(
         name=f"invoke_agent {u.run.agent}",
         context=context,
         parent=parent,
-        resource=provider.resource,
+        resource=provider.resource if isinstance(provider, TracerProvider) else Resource.create({}),
         attributes=attributes,
         kind=SpanKind.INTERNAL,
         status=status,
@@ -188,7 +189,13 @@ def emit_run_span(u: StatusUpdate, started: dt.datetime) -> None:
         end_time=int(utcnow().timestamp() * 1e9),
         instrumentation_scope=InstrumentationScope("countersign"),
     )
-    provider._active_span_processor.on_end(span)  # the SDK's own path for finished spans
+
+
+def _export(span: ReadableSpan) -> None:
+    """Hand the span to the exporters (OTLP too); the batch processor only queues it, it never blocks."""
+    provider = trace.get_tracer_provider()
+    if isinstance(provider, TracerProvider):
+        provider._active_span_processor.on_end(span)  # the SDK's own path for finished spans
 
 
 _RUN_EVENT = {
