@@ -322,7 +322,8 @@ async def _verdicts(
     """The verdict of each tool call of ``ai``, and the ledger events that record them."""
     granted, all_tools = spec.tools(), load_all()
     events: list[LedgerEntry] = []
-    services.policy.maybe_reload()
+    # A stat per turn and, when the file changed, a CEL compile: both off the event loop.
+    await asyncio.to_thread(services.policy.maybe_reload)
     policy = services.policy.current
     if policy.version not in services.seen_policies:
         services.seen_policies.add(policy.version)

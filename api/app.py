@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -87,9 +88,10 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = None
         app.state.settings = settings
-        app.state.jwt = JwtVerifier(settings)
+        # Reading files and compiling the policy's conditions take a while: not on the event loop.
+        app.state.jwt = await asyncio.to_thread(JwtVerifier, settings)
         app.state.run_limiter = TokenBucket(settings.runs_per_minute)
-        app.state.policy = PolicyStore(settings.policy_path, settings.known_roles())
+        app.state.policy = await asyncio.to_thread(PolicyStore, settings.policy_path, settings.known_roles())
         if sessions is None:
             engine = make_engine(settings.resolved_database_url())
             SQLAlchemyInstrumentor().instrument(engine=engine.sync_engine, tracer_provider=provider)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Annotated, Any
@@ -47,10 +48,10 @@ def settings(request: Request) -> Settings:
     return value
 
 
-def policy(request: Request) -> PolicyStore:
-    """The approval policy (reloaded when its file changes)."""
+async def policy(request: Request) -> PolicyStore:
+    """The approval policy (reloaded when its file changes; the check and a reload run off the loop)."""
     store: PolicyStore = request.app.state.policy
-    store.maybe_reload()
+    await asyncio.to_thread(store.maybe_reload)
     return store
 
 

@@ -183,6 +183,8 @@ def run_dev(settings: Settings, demo: bool = False, workers: int = 1) -> int:
         "COUNTERSIGN_TEMPORAL_ADDRESS": settings.resolved_temporal_address(),
         # On one machine, webhook receivers usually listen on localhost: allow it unless set explicitly.
         "COUNTERSIGN_WEBHOOK_ALLOW_PRIVATE": os.environ.get("COUNTERSIGN_WEBHOOK_ALLOW_PRIVATE", "true"),
+        # Demo runs repeat exactly: a run's refunds never use up the demo order for the next one.
+        "COUNTERSIGN_DEMO_SANDBOX": os.environ.get("COUNTERSIGN_DEMO_SANDBOX", "true"),
     }
     temporal: subprocess.Popen[bytes] | None = None
     children: list[Child] = []

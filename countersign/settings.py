@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     model_timeout_seconds: float = 60.0
     model_max_attempts: int = Field(default=3, ge=1, le=10)
     tool_timeout_seconds: float = 30.0
+    # Demo mode for the demo systems of record: each run sees them as seeded plus its own changes, so demo
+    # runs, benchmarks and evals repeat exactly (`countersign dev` turns it on). Never for real records.
+    demo_sandbox: bool = False
     # Paused runs beyond this are evicted from a worker's memory and replayed when a decision comes.
     worker_max_cached_workflows: int = Field(default=500, ge=0)
 

@@ -267,7 +267,7 @@ async def _stack(
     )
     engine = make_engine(db_url)
     sessions = session_factory(engine)
-    store = BusinessStore.from_url(db_url)
+    store = BusinessStore.from_url(db_url, sandbox=settings.demo_sandbox)
     await seed(store)
     keys, principals = await make_keys(sessions, "acme")
     client = traced(env.client)

@@ -1,11 +1,12 @@
-"""A watchdog for the test session's event loop: any call that holds the loop longer than a threshold while
-our code is on the stack fails the test it happened in.
+"""A watchdog for the test session's event loop: one callback that holds the loop longer than a threshold
+while our code is on the stack fails the test it happened in.
 
-A thread asks the loop to run a tiny callback every few milliseconds. When the loop has not run it after
-``threshold`` seconds, something is blocking the loop; the thread samples the loop thread's stack and, when a
-frame of one of ``packages`` is on it, records the block with that stack. This catches what asyncio's debug
-mode reports as slow callbacks (a synchronous flush, a blocking wait on another thread, sync I/O) without
-debug mode's cost on every test.
+Every callback the loop runs is timed (``asyncio.Handle._run`` is wrapped to note when the current one
+started). A thread checks every few milliseconds; when the loop's current callback has run for ``threshold``
+seconds, it samples the loop thread's stack and, when a frame of one of ``packages`` is on it, records the
+block with that stack. This is what asyncio's debug mode reports as a slow callback (a synchronous flush, a
+blocking wait on another thread, sync I/O) without debug mode's cost on every test; a loop that is merely
+busy with many short callbacks is not a block.
 """
 
 from __future__ import annotations
@@ -21,6 +22,22 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("api", "workers", "agents", "tools", "approvals", "countersign")
 
+# Thread id → when the callback that thread's loop is running started.
+_running: dict[int, float] = {}
+_original_run = asyncio.Handle._run
+
+
+def _timed_run(self: asyncio.Handle) -> None:
+    ident = threading.get_ident()
+    _running[ident] = time.monotonic()
+    try:
+        _original_run(self)
+    finally:
+        _running.pop(ident, None)
+
+
+asyncio.Handle._run = _timed_run  # type: ignore[method-assign]
+
 
 @dataclass
 class Block:
@@ -35,10 +52,9 @@ class LoopWatch:
     """Watches one event loop from a thread of its own."""
 
     loop: asyncio.AbstractEventLoop
-    threshold: float = 1.0
+    threshold: float = 0.5
     packages: tuple[str, ...] = PACKAGES
     blocks: list[Block] = field(default_factory=list)
-    _beat: float = field(default_factory=time.monotonic)
     _stop: threading.Event = field(default_factory=threading.Event)
     _loop_thread: int = 0
 
@@ -49,9 +65,6 @@ class LoopWatch:
     def stop(self) -> None:
         self._stop.set()
 
-    def _tick(self) -> None:
-        self._beat = time.monotonic()
-
     def _ours(self, frames: list[traceback.FrameSummary]) -> bool:
         roots = [str(ROOT / p) + "/" for p in self.packages]
         return any(any(f.filename.startswith(r) for r in roots) for f in frames)
@@ -59,20 +72,19 @@ class LoopWatch:
     def _watch(self) -> None:
         reported_for = -1.0
         while not self._stop.wait(0.02):
-            try:
-                self.loop.call_soon_threadsafe(self._tick)
-            except RuntimeError:  # the loop is closed
-                return
-            lag = time.monotonic() - self._beat
-            if lag < self.threshold or reported_for == self._beat:
+            started = _running.get(self._loop_thread)
+            if started is None or started == reported_for:
+                continue
+            took = time.monotonic() - started
+            if took < self.threshold:
                 continue
             frame = sys._current_frames().get(self._loop_thread)
             if frame is None:
                 continue
             frames = traceback.extract_stack(frame)
             if self._ours(frames):
-                reported_for = self._beat  # one report per blocking
-                self.blocks.append(Block(lag, "".join(traceback.format_list(frames[-12:]))))
+                reported_for = started  # one report per callback
+                self.blocks.append(Block(took, "".join(traceback.format_list(frames[-40:]))))
 
     def take(self) -> list[Block]:
         """The blocks seen since the last call."""

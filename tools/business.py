@@ -13,7 +13,7 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, MetaData, String, Text, select
+from sqlalchemy import JSON, ForeignKey, MetaData, String, Text, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -106,14 +106,28 @@ def canonical_hash(value: Any) -> str:
 class BusinessStore:
     """Connector to the systems-of-record database, with exactly-once execution of side effects."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, sandbox: bool = False) -> None:
         self.engine = engine
         self.sessions: async_sessionmaker[AsyncSession] = session_factory(engine)
+        # Demo sandbox: each run sees the seeded records plus its own changes, so demo runs repeat exactly.
+        self.sandbox = sandbox
 
     @classmethod
-    def from_url(cls, url: str) -> BusinessStore:
-        """A store over a fresh engine for ``url``."""
-        return cls(make_engine(url))
+    def from_url(cls, url: str, *, sandbox: bool = False) -> BusinessStore:
+        """A store over a fresh engine for ``url`` (``sandbox``: the demo mode, never for real records)."""
+        return cls(make_engine(url), sandbox=sandbox)
+
+    async def refunded(self, session: AsyncSession, order: Order, run_id: str) -> float:
+        """What has been refunded on the order, as this run sees it: all refunds, or in the demo sandbox
+        only the run's own (so an earlier demo run never uses up the order's refundable balance)."""
+        if not self.sandbox:
+            return order.refunded_total
+        total = await session.scalar(
+            select(func.coalesce(func.sum(Refund.amount), 0.0))
+            .join(Effect, Effect.idempotency_key == Refund.idempotency_key)
+            .where(Refund.order_id == order.id, Effect.run_id == run_id)
+        )
+        return round(float(total or 0.0), 2)
 
     async def create_schema(self) -> None:
         """Create the tables when missing (the demo database is seeded, not migrated)."""

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import cache
 from typing import Any, Literal, get_type_hints
 
 from pydantic import BaseModel
@@ -43,6 +45,18 @@ class ToolContext:
 ToolFunc = Callable[[Any, ToolContext], Awaitable[Any]]
 
 
+@cache
+def _schema(tool: BusinessTool) -> dict[str, Any]:
+    return {
+        "type": "function",
+        "function": {
+            "name": tool.name,
+            "description": tool.description,
+            "parameters": tool.args_model.model_json_schema(),
+        },
+    }
+
+
 @dataclass(frozen=True)
 class BusinessTool:
     """A tool the model may be offered; ``description`` is its docstring, which is what the model reads."""
@@ -55,15 +69,8 @@ class BusinessTool:
     func: ToolFunc
 
     def schema(self) -> dict[str, Any]:
-        """The OpenAI-style function schema offered to chat models."""
-        return {
-            "type": "function",
-            "function": {
-                "name": self.name,
-                "description": self.description,
-                "parameters": self.args_model.model_json_schema(),
-            },
-        }
+        """The OpenAI-style function schema offered to chat models (built once: it is offered every turn)."""
+        return copy.deepcopy(_schema(self))
 
     async def run(self, args: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
         """Validate the arguments against the tool's model and run it; the result is JSON-ready."""

@@ -102,7 +102,7 @@ async def serve(settings: Settings, *, webhooks: bool = True) -> None:
     """Run a worker (and by default the webhook worker, on the same engine) until SIGINT/SIGTERM."""
     telemetry.configure("countersign-worker", settings.resolved_database_url(), settings.trace_retention_days)
     engine = make_engine(settings.resolved_database_url())
-    store = BusinessStore.from_url(settings.resolved_business_database_url())
+    store = BusinessStore.from_url(settings.resolved_business_database_url(), sandbox=settings.demo_sandbox)
     client = await connect(settings)
     sessions = session_factory(engine)
     policy = PolicyStore(settings.policy_path, settings.known_roles())

@@ -28,7 +28,7 @@ async def get_order(args: GetOrderArgs, ctx: ToolContext) -> dict[str, Any]:
             "status": order.status,
             "total": order.total,
             "currency": order.currency,
-            "refunded_total": order.refunded_total,
+            "refunded_total": await ctx.store.refunded(session, order, ctx.run_id),
             "items": order.items,
             "placed_at": order.placed_at.isoformat(),
             "delivered_at": order.delivered_at.isoformat() if order.delivered_at else None,

@@ -33,7 +33,7 @@ async def issue_refund(args: IssueRefundArgs, ctx: ToolContext) -> dict[str, Any
         order = await session.get(Order, args.order_id, with_for_update=True)
         if order is None:
             return {"refunded": False, "error": f"order {args.order_id} not found"}
-        left = round(order.total - order.refunded_total, 2)
+        left = round(order.total - await ctx.store.refunded(session, order, ctx.run_id), 2)
         if args.amount > left:
             return {"refunded": False, "error": f"amount {args.amount} exceeds refundable {left}"}
         order.refunded_total = round(order.refunded_total + args.amount, 2)
