@@ -471,11 +471,18 @@ def _label(raw: object, index: int) -> str:
     return f"rules[{index}] (no id)"
 
 
+DECIDER_PREFIX = "approver:"
+
+
 def _check_roles(roles: tuple[str, ...], field: str, known_roles: set[str]) -> str | None:
     unknown = [role for role in roles if role not in known_roles]
-    if not unknown:
-        return None
-    return f"{field}: unknown role(s) {', '.join(unknown)}; known roles: {', '.join(sorted(known_roles))}"
+    if unknown:
+        return f"{field}: unknown role(s) {', '.join(unknown)}; known roles: {', '.join(sorted(known_roles))}"
+    # Only approvers decide: a request (or its escalation) sent to another role could never be decided.
+    cannot = [role for role in roles if not role.startswith(DECIDER_PREFIX)]
+    if cannot:
+        return f"{field}: role(s) {', '.join(cannot)} cannot decide approvals; name approver:<group> roles"
+    return None
 
 
 def _build(text: str, version: str, known_roles: set[str], source: str | None) -> Policy:

@@ -87,7 +87,7 @@ def test_every_outcome_carries_its_rule_fields() -> None:
           ttl: 2d
           remind_after: 90m
           escalate_after: 1d
-          escalate_to: ["admin"]
+          escalate_to: ["approver:senior_adjuster"]
         """
     )
     assert decide(policy, "tool_allow") == Verdict("allow", "ok", policy.version)
@@ -101,7 +101,7 @@ def test_every_outcome_carries_its_rule_fields() -> None:
         ttl_seconds=2 * 86400,
         remind_after_seconds=90 * 60,
         escalate_after_seconds=86400,
-        escalate_to=("admin",),
+        escalate_to=("approver:senior_adjuster",),
     )
 
 
@@ -166,7 +166,7 @@ def test_defaults_allow_reads_and_ask_default_roles_for_writes() -> None:
         """,
         defaults="""
         defaults:
-          roles: ["approver:support", "admin"]
+          roles: ["approver:support", "approver:senior_adjuster"]
           quorum: 2
           ttl: 4h
         """,
@@ -176,7 +176,7 @@ def test_defaults_allow_reads_and_ask_default_roles_for_writes() -> None:
         "require_approval",
         "default:write",
         policy.version,
-        roles=("approver:support", "admin"),
+        roles=("approver:support", "approver:senior_adjuster"),
         quorum=2,
         ttl_seconds=4 * 3600,
     )
@@ -394,10 +394,21 @@ APPROVAL = """
             id="unknown-role",
         ),
         pytest.param(
-            "- id: r1\n  tool: t\n  outcome: require_approval\n  roles: [admin]\n"
+            "- id: r1\n  tool: t\n  outcome: require_approval\n  roles: ['approver:support']\n"
             "  escalate_after: 1h\n  escalate_to: [root]\n",
             ["'r1'", "escalate_to", "unknown role", "root"],
             id="unknown-escalation-role",
+        ),
+        pytest.param(
+            "- id: r1\n  tool: t\n  outcome: require_approval\n  roles: ['approver:support']\n"
+            "  escalate_after: 1h\n  escalate_to: [admin]\n",
+            ["'r1'", "escalate_to", "cannot decide", "admin"],
+            id="escalation-to-a-role-that-cannot-decide",
+        ),
+        pytest.param(
+            "- id: r1\n  tool: t\n  outcome: require_approval\n  roles: [auditor]\n",
+            ["'r1'", "roles", "cannot decide", "auditor"],
+            id="approval-by-a-role-that-cannot-decide",
         ),
         pytest.param(
             "- id: r1\n  tool: t\n  outcome: require_approval\n  roles: []\n",
@@ -713,7 +724,7 @@ def test_demo_refund_approval_details(demo: Policy) -> None:
     mid = decide(demo, "issue_refund", {"amount": 250})
     assert mid.roles == ("approver:finance", "approver:support")
     assert (mid.quorum, mid.ttl_seconds, mid.remind_after_seconds) == (1, 86400, 7200)
-    assert (mid.escalate_after_seconds, mid.escalate_to) == (8 * 3600, ("admin",))
+    assert (mid.escalate_after_seconds, mid.escalate_to) == (8 * 3600, ("approver:senior_adjuster",))
     big = decide(demo, "issue_refund", {"amount": 5000})
     assert (big.roles, big.quorum, big.ttl_seconds) == (("approver:finance",), 2, 86400)
     assert (big.remind_after_seconds, big.escalate_after_seconds) == (4 * 3600, 12 * 3600)

@@ -68,3 +68,31 @@ async def test_undecided_request_is_reminded_escalated_then_expires_and_never_ru
         )
         async with stack.store.sessions() as s:
             assert list(await s.scalars(select(Refund))) == []
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_an_escalated_request_is_decided_by_the_role_it_was_escalated_to(
+    skipping_stack: Any, skipping_env: WorkflowEnvironment, db_url: str, tmp_path: Path
+) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(POLICY)
+    async with skipping_stack(db_url, policy_path=policy) as stack:
+        run = await stack.start("support_drafting", {"ticket_id": "T-1002"})
+        [item] = await stack.pending(run["id"])
+        decide = {"action": "approve", "arguments_hash": item["arguments_hash"]}
+        url = f"/v1/approvals/{item['id']}/decisions"
+        # Before the escalation the logistics approver may not decide; after it, they may.
+        early = await stack.http.post(url, json=decide, headers=stack.auth("logistics"))
+        assert early.status_code == 403, early.text
+        await skipping_env.sleep(timedelta(minutes=65))
+        escalated = (
+            await stack.http.get(f"/v1/approvals/{item['id']}", headers=stack.auth("auditor"))
+        ).json()
+        assert "approver:logistics" in escalated["required_roles"]
+        late = await stack.http.post(url, json=decide, headers=stack.auth("logistics"))
+        assert late.status_code == 201, late.text
+        assert late.json()["request_status"] == "approved"
+        done = await stack.wait_status(run["id"], {"completed", "failed"})
+        assert done["status"] == "completed"
+        async with stack.store.sessions() as s:
+            assert [r.amount for r in await s.scalars(select(Refund))] == [250.0]
