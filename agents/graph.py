@@ -428,9 +428,8 @@ async def run_tools(
     events: list[LedgerEntry] = []
     for call in ai.tool_calls if ai else []:
         call_id = str(call["id"])
-        content, status, key, args = _resolve(
-            verdicts.get(call_id, {}), decisions.get(call_id), ctx, call_id, call["args"]
-        )
+        decision = decisions.get(call_id)
+        content, status, key, args = _resolve(verdicts.get(call_id, {}), decision, ctx, call_id, call["args"])
         if key is not None:
             tool = granted[call["name"]]
             await services.fault("before_tool")
@@ -447,6 +446,8 @@ async def run_tools(
                         "idempotency_key": key,
                         "arguments_hash": canonical_hash(args),
                         "result_hash": canonical_hash(result),
+                        # The recorded decisions this effect ran on (none for an allowed call).
+                        "approval_events": list((decision or {}).get("decision_events") or []),
                     },
                 )
             )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -29,8 +30,15 @@ from workers.client import connect
 log = logging.getLogger("countersign.api")
 
 
-class BodyLimit:
-    """Refuse request bodies over ``limit`` bytes with 413, whether or not Content-Length is sent."""
+# A NUL written as a JSON escape: \u0000 preceded by an even number of backslashes (an odd number would make
+# it the text "\u0000" rather than the character).
+_JSON_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
+
+
+class RequestGuard:
+    """Checks every request before the app sees it: bodies over ``limit`` bytes get 413 (whether or not
+    Content-Length is sent), and a NUL character in the path, the query or the body gets 422: no database
+    stores it, so it must never get as far as a write (or a workflow that would retry that write)."""
 
     def __init__(self, app: ASGIApp, limit: int) -> None:
         self.app, self.limit = app, limit
@@ -39,35 +47,50 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        raw_path = scope.get("raw_path") or scope["path"].encode()
+        if b"%00" in raw_path or b"\x00" in raw_path or b"%00" in scope.get("query_string", b""):
+            await self._refuse(scope, receive, send, 422, "the path or query contains a NUL character")
+            return
         length = dict(scope.get("headers", [])).get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.limit:
-            await self._refuse(scope, receive, send)
+            await self._refuse(scope, receive, send, 413, f"the body exceeds {self.limit} bytes")
             return
-        seen = 0
-
-        async def limited() -> Message:
-            nonlocal seen
+        body, more = b"", True
+        while more:
             message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.limit:
-                    raise _TooLarge
-            return message
-
-        try:
-            await self.app(scope, limited, send)
-        except _TooLarge:
-            await self._refuse(scope, receive, send)
-
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = errors.problem(
-            413, "payload_too_large", "Request body too large", f"the body exceeds {self.limit} bytes"
+            if message["type"] != "http.request":
+                await self.app(scope, _replay(message, receive), send)
+                return
+            body += message.get("body", b"")
+            more = bool(message.get("more_body", False))
+            if len(body) > self.limit:
+                await self._refuse(scope, receive, send, 413, f"the body exceeds {self.limit} bytes")
+                return
+        if b"\x00" in body or _JSON_NUL.search(body):
+            await self._refuse(scope, receive, send, 422, "the body contains a NUL character")
+            return
+        await self.app(
+            scope, _replay({"type": "http.request", "body": body, "more_body": False}, receive), send
         )
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send, status: int, detail: str) -> None:
+        if status == 413:
+            response = errors.problem(413, "payload_too_large", "Request body too large", detail)
+        else:
+            response = errors.problem(
+                422, "invalid", "Invalid request", detail, errors=[{"field": "request", "message": detail}]
+            )
         await response(scope, receive, send)
 
 
-class _TooLarge(Exception):
-    pass
+def _replay(first: Message, receive: Receive) -> Receive:
+    """A receive that hands out the already-read message once, then defers to the server's."""
+    pending = [first]
+
+    async def replayed() -> Message:
+        return pending.pop() if pending else await receive()
+
+    return replayed
 
 
 def operation_id(route: APIRoute) -> str:
@@ -125,7 +148,7 @@ def create_app(
         "countersign-api", settings.resolved_database_url(), settings.trace_retention_days
     )
     FastAPIInstrumentor.instrument_app(app, tracer_provider=provider, excluded_urls="/v1/healthz,/v1/readyz")
-    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(RequestGuard, limit=settings.max_body_bytes)
 
     original = app.openapi
 

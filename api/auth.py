@@ -21,7 +21,8 @@ from typing import Any, Literal
 
 import httpx
 import jwt
-from sqlalchemy import select
+from sqlalchemy import select, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from approvals import audit
@@ -123,7 +124,12 @@ async def authenticate(session: AsyncSession, secret: str) -> Principal | None:
     if row is None or row.revoked_at is not None or (row.expires_at is not None and row.expires_at <= now):
         return None
     if row.last_used_at is None or (now - row.last_used_at).total_seconds() > 60:
-        row.last_used_at = now
+        # Best effort, in a savepoint: a busy database must not fail the request it authenticates.
+        try:
+            async with session.begin_nested():
+                await session.execute(update(ApiKey).where(ApiKey.id == row.id).values(last_used_at=now))
+        except DBAPIError:
+            log.warning("could not record the last use of key %s; the request goes on", row.prefix)
     return Principal(
         id=f"key:{row.id}",
         tenant_id=row.tenant_id,

@@ -114,7 +114,9 @@ class DatabaseSpanExporter(SpanExporter):
                 return
             old, self._engine, self._url = self._engine, None, url
         if old is not None:
-            self._call(old.dispose())
+            # Disposed on the writer's own loop, without waiting: the caller may be an event loop whose
+            # coroutines hold the very database lock an export in progress is waiting for.
+            asyncio.run_coroutine_threadsafe(old.dispose(), self._loop)
 
     def _call(self, coro: Any) -> Any:
         fut: Future[Any] = asyncio.run_coroutine_threadsafe(coro, self._loop)

@@ -93,6 +93,9 @@ class GatedRequest(BaseModel):
     escalate_at: dt.datetime | None = None
     status: RequestStatus = "pending"
     approvals: list[str] = Field(default_factory=list)
+    # Ids of the decisions that changed the request, in order (their ledger events are
+    # ``<request id>:approval.decided:<decision id>``): what an executed effect points back to.
+    decisions: list[str] = Field(default_factory=list)
     reminded: bool = False
     escalated: bool = False
     message: str | None = None

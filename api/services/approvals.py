@@ -152,7 +152,7 @@ async def decide(
             request_id=request_id,
             action=earlier.action,
             request_status=earlier.result_status,
-            approvals=0,
+            approvals=len((req.outcome or {}).get("approvals") or []),
             quorum=req.quorum,
         ), False
     if req.status != "pending":

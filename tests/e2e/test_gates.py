@@ -213,3 +213,49 @@ def test_agent_specs_only_offer_granted_tools() -> None:
         "issue_refund",
         "send_customer_reply",
     }
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_an_approval_acts_only_once_it_is_on_record(
+    make_stack: Any, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    from approvals.audit import AuditEvent
+    from workers.activities import ApprovalActivities
+
+    healthy = asyncio.Event()
+    refused = asyncio.Event()
+    original = ApprovalActivities._apply
+
+    async def flaky(self: ApprovalActivities, session: Any, c: Any) -> None:
+        if c.decision is not None and not healthy.is_set():
+            refused.set()
+            raise OperationalError("UPDATE approval_requests", {}, Exception("database is unavailable"))
+        await original(self, session, c)
+
+    monkeypatch.setattr(ApprovalActivities, "_apply", flaky)
+    async with make_stack(db_url) as stack:
+        run = await stack.start("support_drafting", {"ticket_id": "T-1002"})
+        [item] = await stack.pending(run["id"])
+        posting = asyncio.create_task(decide(stack, item, "alice"))
+        await refused.wait()
+        # The decision cannot be recorded: it has not taken effect, so nothing ran.
+        assert await refunds(stack) == []
+        shown = (await stack.http.get(f"/v1/approvals/{item['id']}", headers=stack.auth("alice"))).json()
+        assert shown["status"] == "pending" and shown["decisions"] == []
+        healthy.set()
+        answer = await posting
+        assert answer.status_code == 201, answer.text
+        done = await stack.result(run["id"])
+        assert done["status"] == "completed" and len(await refunds(stack)) == 1
+        async with stack.sessions() as s:
+            events = {
+                e.id: e for e in await s.scalars(select(AuditEvent).where(AuditEvent.run_id == run["id"]))
+            }
+        [executed] = [
+            e for e in events.values() if e.type == "tool.executed" and e.data["tool"] == "issue_refund"
+        ]
+        [decided] = executed.data["approval_events"]
+        assert decided in events and events[decided].type == "approval.decided"
+        assert events[decided].seq < executed.seq

@@ -34,7 +34,6 @@ with workflow.unsafe.imports_passed_through():
     )
     from workers.webhook_contracts import WebhookEvent, WebhookEventType
 
-DB_ACTIVITY: dict[str, Any] = {"start_to_close_timeout": timedelta(seconds=30)}
 # Failures a retry cannot mend (a bug, or data the database refuses): the step fails at once with its reason
 # instead of retrying for ever. A database that is down or locked raises OperationalError: retried.
 PERMANENT_ERRORS = [
@@ -48,6 +47,12 @@ PERMANENT_ERRORS = [
     "ProgrammingError",
     "StatementError",
 ]
+DB_ACTIVITY: dict[str, Any] = {
+    "start_to_close_timeout": timedelta(seconds=30),
+    "retry_policy": RetryPolicy(
+        maximum_interval=timedelta(seconds=10), non_retryable_error_types=PERMANENT_ERRORS
+    ),
+}
 # Projection writes are short database transactions: run them as local activities, in the worker that runs
 # the workflow, with no round trip through the server. They are idempotent upserts, so the at-least-once
 # retry of a local activity (after a crash, on replay) writes nothing twice.
@@ -269,6 +274,7 @@ class AgentRunWorkflow:
                 "request_id": r.id,
                 "arguments": r.arguments,
                 "message": r.message,
+                "decision_events": [f"{r.id}:approval.decided:{d}" for d in r.decisions],
             }
             for r in opened
         }
@@ -329,6 +335,7 @@ class AgentRunWorkflow:
             self._deciding.discard(req.id)
         req.arguments, req.arguments_hash = after.arguments, after.arguments_hash
         req.approvals, req.status, req.message = after.approvals, after.status, after.message
+        req.decisions = after.decisions
         self._changed = True
         return outcome
 
@@ -373,6 +380,7 @@ class AgentRunWorkflow:
 
 def _apply(req: GatedRequest, d: DecisionIn) -> DecisionOutcome:
     """Change ``req`` as the decision says; the outcome reports the request's status after it."""
+    req.decisions.append(d.decision_id)
     if d.action == "edit":
         assert d.arguments is not None
         # An edit is an approval of new arguments: earlier approvals were of other arguments.
