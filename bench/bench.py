@@ -112,7 +112,7 @@ class Bench:
 
     async def ledger_counts(self, run_id: str) -> dict[str, int]:
         r = await self.http.get(
-            f"{self.api}/v1/audit/events?run_id={run_id}&limit=500", headers=self.key("auditor")
+            f"{self.api}/v1/audit/events?run_id={run_id}&limit=100", headers=self.key("auditor")
         )
         counts: dict[str, int] = {}
         for e in r.json()["items"]:
