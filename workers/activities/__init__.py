@@ -17,14 +17,13 @@ from temporalio import activity
 
 from agents.graph import LedgerEntry, RunContext
 from approvals import audit
-from approvals import webhooks as webhook_store
 from approvals.models import ApprovalDecision, ApprovalRequest
 from countersign import telemetry
 from countersign.db import utcnow
 from countersign.models import Run
-from workers.activities.webhooks import start_deliveries
+from workers.activities.webhooks import record_deliveries, start_deliveries
 from workers.contracts import GatedRequest, OpenRequests, RequestChange, StatusUpdate, Usage
-from workers.webhook_contracts import WebhookEvent, webhook_task_queue
+from workers.webhook_contracts import webhook_task_queue
 
 log = logging.getLogger("countersign.workers")
 
@@ -53,22 +52,6 @@ class LedgerSink:
                         trace_id=trace_id,
                     ),
                 )
-
-
-async def _outbox(session: AsyncSession, events: Sequence[WebhookEvent]) -> list[str]:
-    """Record webhook deliveries in the caller's transaction: they exist if and only if the change does."""
-    ids: list[str] = []
-    for event in events:
-        ids += await webhook_store.enqueue(
-            session,
-            message_id=event.id,
-            event_type=event.type,
-            tenant_id=event.tenant_id,
-            run_id=event.run_id,
-            occurred_at=event.occurred_at,
-            data=event.data,
-        )
-    return ids
 
 
 async def _deliver(delivery_ids: list[str]) -> None:
@@ -111,7 +94,7 @@ class RunActivities:
                 and not started_after_all
             ):
                 return
-            deliveries = await _outbox(session, u.webhooks)
+            deliveries = await record_deliveries(session, u.webhooks)
             run.status = u.status
             if u.output is not None:
                 run.output = u.output
@@ -217,7 +200,7 @@ class ApprovalActivities:
     async def open(self, o: OpenRequests) -> None:
         """Record every request of a model turn and mark the run awaiting approval, in one transaction."""
         async with self.sessions() as session, session.begin():
-            deliveries = await _outbox(session, o.webhooks)
+            deliveries = await record_deliveries(session, o.webhooks)
             for req in o.requests:
                 await self._apply(
                     session,
@@ -247,7 +230,7 @@ class ApprovalActivities:
         """Upsert the request row (and the decision row); append the ledger event once."""
         async with self.sessions() as session, session.begin():
             await self._apply(session, c)
-            deliveries = await _outbox(session, c.webhooks)
+            deliveries = await record_deliveries(session, c.webhooks)
         await _deliver(deliveries)
         if c.event in ("approval.reminded", "approval.escalated"):
             _notify(c.event, c.request)

@@ -6,6 +6,7 @@ import datetime as dt
 import logging
 import time
 import uuid
+from collections.abc import Sequence
 from urllib.parse import urlsplit
 
 import httpx
@@ -24,6 +25,22 @@ from workers.workflows.webhooks import WebhookDeliveryWorkflow
 
 log = logging.getLogger("countersign.webhooks")
 USER_AGENT = "Countersign-Webhooks/1"
+
+
+async def record_deliveries(session: AsyncSession, events: Sequence[WebhookEvent]) -> list[str]:
+    """The deliveries of webhook events, recorded in the caller's transaction (idempotent per message id)."""
+    ids: list[str] = []
+    for event in events:
+        ids += await webhooks.enqueue(
+            session,
+            message_id=event.id,
+            event_type=event.type,
+            tenant_id=event.tenant_id,
+            run_id=event.run_id,
+            occurred_at=event.occurred_at,
+            data=event.data,
+        )
+    return ids
 
 
 async def start_deliveries(client: Client, queue: str, delivery_ids: list[str]) -> None:
@@ -61,15 +78,7 @@ class WebhookActivities:
         Retries are safe: rows are unique per (endpoint, message id) and workflow ids per delivery.
         """
         async with self.sessions() as session, session.begin():
-            ids = await webhooks.enqueue(
-                session,
-                message_id=event.id,
-                event_type=event.type,
-                tenant_id=event.tenant_id,
-                run_id=event.run_id,
-                occurred_at=event.occurred_at,
-                data=event.data,
-            )
+            ids = await record_deliveries(session, [event])
         await start_deliveries(activity.client(), activity.info().task_queue, ids)
         return ids
 

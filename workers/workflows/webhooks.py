@@ -74,18 +74,11 @@ async def emit(
     """
     if not workflow.patched(PATCH_ID):
         return None
-    event = WebhookEvent(
-        id=f"msg_{workflow.uuid4().hex}",
-        type=event_type,
-        tenant_id=tenant_id,
-        run_id=run_id,
-        occurred_at=workflow.now(),
-        data=data,
-    )
+    made = event(event_type, tenant_id=tenant_id, run_id=run_id, data=data)
     return await workflow.start_child_workflow(
         WebhookDispatchWorkflow.run,
-        event,
-        id=f"webhook-{event.id}",
+        made,
+        id=f"webhook-{made.id}",
         task_queue=webhook_task_queue(workflow.info().task_queue),
         parent_close_policy=ParentClosePolicy.ABANDON,
     )
