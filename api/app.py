@@ -23,7 +23,7 @@ from api.routes import approvals, audit, meta, runs, webhooks
 from api.schemas import Problem, RunEvent
 from approvals.policy import PolicyStore
 from countersign import telemetry
-from countersign.db import make_engine, session_factory
+from countersign.db import make_engine, read_only, session_factory
 from countersign.settings import Settings
 from workers.client import connect
 
@@ -121,6 +121,7 @@ def create_app(
             app.state.sessions = session_factory(engine)
         else:
             app.state.sessions = sessions
+        app.state.read_sessions = read_only(app.state.sessions)
         app.state.temporal = temporal
         if temporal is None:
             try:

@@ -25,7 +25,11 @@ async def session(request: Request) -> AsyncIterator[AsyncSession]:
     Services commit early before they call Temporal, so no transaction (and on SQLite, no write lock) is
     held across an RPC; a later statement starts a new transaction.
     """
-    async with request.app.state.sessions() as s:
+    # GET and HEAD never write: their sessions take no write lock on SQLite.
+    factory = (
+        request.app.state.read_sessions if request.method in ("GET", "HEAD") else request.app.state.sessions
+    )
+    async with factory() as s:
         try:
             yield s
         except BaseException:
@@ -87,7 +91,8 @@ async def principal(
                 return await verifier.authenticate(s, token)
         except TokenRejected as e:
             raise Unauthorized(str(e)) from e
-    async with request.app.state.sessions() as s, s.begin():
+    # Read-only: the key's last use is recorded best effort (and skipped when the database is busy).
+    async with request.app.state.read_sessions() as s, s.begin():
         who = await authenticate(s, token)
     if who is None:
         raise Unauthorized("the API key is unknown, revoked or expired")

@@ -95,9 +95,20 @@ def make_engine(url: str) -> AsyncEngine:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _begin(conn):  # type: ignore[no-untyped-def]
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # Read-only sessions (``read_only``) begin deferred: in WAL mode a reader takes no lock at all.
+        conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE")
 
     return engine
+
+
+READ_ONLY = "countersign_read_only"
+
+
+def read_only(sessions: async_sessionmaker[AsyncSession]) -> async_sessionmaker[AsyncSession]:
+    """Sessions for reads only. On SQLite they begin deferred and take no write lock, so readers never queue
+    behind writers (a write through them may fail as busy); elsewhere they are the same sessions."""
+    engine = sessions.kw["bind"]
+    return session_factory(engine.execution_options(**{READ_ONLY: True}))
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

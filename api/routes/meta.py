@@ -39,7 +39,7 @@ async def readyz(request: Request) -> JSONResponse:
     """The database and Temporal are reachable."""
     checks: dict[str, str] = {}
     try:
-        async with request.app.state.sessions() as s:
+        async with request.app.state.read_sessions() as s:
             await s.execute(text("select 1"))
         checks["database"] = "ok"
     except Exception as e:  # any failure means not ready; the reason is reported, not raised

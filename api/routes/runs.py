@@ -120,7 +120,7 @@ async def stream_run_events(
                 errors=[{"field": "Last-Event-ID", "message": "not an event id"}],
             )
         after = int(last_event_id)
-    sessions = request.app.state.sessions
+    sessions = request.app.state.read_sessions
     # A short session of its own: a request-scoped one would stay open for as long as the stream.
     async with sessions() as s:
         await service.get_run(s, who, run_id)

@@ -324,7 +324,10 @@ class AgentRunWorkflow:
         effect, so nothing can act on a decision that is not on record and only one can complete a request."""
         if not self._fast:
             return await self._decide_v1(d)
-        await workflow.wait_condition(lambda: d.request_id not in self._deciding)
+        # Checked before waiting, and again after each wake-up: wait_condition yields even when its condition
+        # already holds, and several waiters wake together; only the one that finds the request free goes on.
+        while d.request_id in self._deciding:
+            await workflow.wait_condition(lambda: d.request_id not in self._deciding)
         req = self._check(d)
         after = req.model_copy(deep=True)
         outcome = _apply(after, d)
