@@ -285,6 +285,10 @@ async def bench_decision(b: Bench, progress: Progress, reps: int) -> None:
 
 
 async def bench_starts(b: Bench, progress: Progress, n: int) -> None:
+    # The started workflows do the work of a run on both sides, so the server is as busy during both.
+    run_id = await b.run_once()
+    counts = await b.ledger_counts(run_id)
+    steps = counts.get("model.called", 0) + counts.get("tool.executed", 0)
     task = progress.add_task("POST /v1/runs vs start_workflow", total=2)
     gate = asyncio.Semaphore(10)
 
@@ -294,7 +298,7 @@ async def bench_starts(b: Bench, progress: Progress, n: int) -> None:
 
     async def bare_one() -> Any:
         async with gate:
-            return await b.bare_start(BareInput(steps=0))
+            return await b.bare_start(BareInput(steps=steps))
 
     t = time.perf_counter()
     handles = await asyncio.gather(*(bare_one() for _ in range(n)))
