@@ -59,7 +59,9 @@ DB_ACTIVITY: dict[str, Any] = {
 LOCAL_DB_ACTIVITY: dict[str, Any] = {
     "start_to_close_timeout": timedelta(seconds=30),
     "retry_policy": RetryPolicy(
-        initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=10)
+        initial_interval=timedelta(milliseconds=200),
+        maximum_interval=timedelta(seconds=10),
+        non_retryable_error_types=PERMANENT_ERRORS,
     ),
 }
 # Runs started from this patch on: the policy is evaluated in the model's activity (graph version 2),
