@@ -180,6 +180,10 @@ async def decide(
             outcome: DecisionOutcome = await handle.execute_update(AgentRunWorkflow.decide, update, id=did)
     except WorkflowUpdateFailedError as e:
         cause = e.cause
+        landed = await _recorded(s, did, req) if isinstance(cause, ApplicationError) else None
+        if landed is not None:
+            # Delivered twice (a worker died while it was in flight): this decision is the one on record.
+            return landed, True
         if isinstance(cause, ApplicationError) and cause.type in _REFUSALS:
             raise _REFUSALS[cause.type](cause.message) from e
         raise AlreadyDecided(str(cause or e)) from e
@@ -191,6 +195,22 @@ async def decide(
         # The workflow is gone (completed, cancelled) or the update was refused by its validator.
         raise AlreadyDecided(f"the run no longer accepts decisions: {e.message}") from e
     return DecisionResult(**outcome.model_dump()), True
+
+
+async def _recorded(s: AsyncSession, did: str, req: ApprovalRequest) -> DecisionResult | None:
+    """The outcome of decision ``did`` if the workflow recorded it (read afresh, after the update)."""
+    decision = await s.get(ApprovalDecision, did, populate_existing=True)
+    if decision is None:
+        return None
+    row = await s.get(ApprovalRequest, req.id, populate_existing=True)
+    return DecisionResult(
+        decision_id=did,
+        request_id=req.id,
+        action=decision.action,
+        request_status=decision.result_status,
+        approvals=len(((row.outcome if row else None) or {}).get("approvals") or []),
+        quorum=req.quorum,
+    )
 
 
 @contextmanager
