@@ -80,7 +80,8 @@ async def prepare(settings: Settings) -> dict[str, dict[str, Any]]:
     url = settings.resolved_database_url()
     await upgrade_async(url)
     store = BusinessStore.from_url(settings.resolved_business_database_url())
-    await seed(store)
+    # The demo database holds only seed rows and demo effects: an older layout is replaced, not migrated.
+    await seed(store, DEMO_TENANT, replace_outdated=True)
     await store.engine.dispose()
     keys_file = settings.data_dir / "dev-keys.json"
     known: dict[str, dict[str, Any]] = {}

@@ -150,7 +150,7 @@ async def sqlite_url(tmp_path: Path) -> str:
 async def store(tmp_path: Path) -> AsyncIterator[BusinessStore]:
     """A seeded SQLite systems-of-record database (every demo domain), for tools called directly."""
     s = BusinessStore.from_url(f"sqlite+aiosqlite:///{tmp_path / 'business.db'}")
-    await seed(s)
+    await seed(s, "acme")
     yield s
     await s.engine.dispose()
 
@@ -268,7 +268,7 @@ async def _stack(
     engine = make_engine(db_url)
     sessions = session_factory(engine)
     store = BusinessStore.from_url(db_url, sandbox=settings.demo_sandbox)
-    await seed(store)
+    await seed(store, "acme")
     keys, principals = await make_keys(sessions, "acme")
     client = traced(env.client)
     app = create_app(settings, sessions=sessions, temporal=client)

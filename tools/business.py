@@ -13,7 +13,8 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, MetaData, String, Text, func, select
+from sqlalchemy import JSON, ForeignKeyConstraint, MetaData, String, Text, func, inspect, select
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -22,7 +23,12 @@ from countersign.db import UTCDateTime, make_engine, session_factory, utcnow
 
 
 class BusinessBase(DeclarativeBase):
-    """Tables of the demo systems of record; not Countersign's own schema, so not under Alembic."""
+    """Tables of the demo systems of record; not Countersign's own schema, so not under Alembic.
+
+    Every record belongs to one tenant: the tenant is the first part of each primary key and of each foreign
+    key, so a record can only ever refer to records of its own tenant, and a lookup without the tenant cannot
+    be written (``session.get`` needs the whole key).
+    """
 
     metadata = MetaData()
     type_annotation_map = {
@@ -33,8 +39,14 @@ class BusinessBase(DeclarativeBase):
     }
 
 
+def scoped_fk(column: str, table: str) -> ForeignKeyConstraint:
+    """A foreign key to ``table`` within the same tenant."""
+    return ForeignKeyConstraint(["tenant_id", column], [f"{table}.tenant_id", f"{table}.id"])
+
+
 class Customer(BusinessBase):
     __tablename__ = "customers"
+    tenant_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     id: Mapped[str] = mapped_column(String(20), primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
     email: Mapped[str] = mapped_column(String(200))
@@ -43,8 +55,10 @@ class Customer(BusinessBase):
 
 class Order(BusinessBase):
     __tablename__ = "orders"
+    __table_args__ = (scoped_fk("customer_id", "customers"),)
+    tenant_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     id: Mapped[str] = mapped_column(String(20), primary_key=True)
-    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"))
+    customer_id: Mapped[str] = mapped_column(String(36))
     status: Mapped[str] = mapped_column(String(20))
     total: Mapped[float]
     currency: Mapped[str] = mapped_column(String(3), default="USD")
@@ -56,9 +70,14 @@ class Order(BusinessBase):
 
 class Ticket(BusinessBase):
     __tablename__ = "tickets"
+    __table_args__ = (
+        scoped_fk("customer_id", "customers"),
+        scoped_fk("order_id", "orders"),
+    )
+    tenant_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     id: Mapped[str] = mapped_column(String(20), primary_key=True)
-    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"))
-    order_id: Mapped[str | None] = mapped_column(ForeignKey("orders.id"))
+    customer_id: Mapped[str] = mapped_column(String(36))
+    order_id: Mapped[str | None] = mapped_column(String(36))
     subject: Mapped[str] = mapped_column(String(300))
     body: Mapped[str] = mapped_column(Text)
     requested_refund: Mapped[float | None]
@@ -67,8 +86,10 @@ class Ticket(BusinessBase):
 
 class Refund(BusinessBase):
     __tablename__ = "refunds"
+    __table_args__ = (scoped_fk("order_id", "orders"),)
+    tenant_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    order_id: Mapped[str] = mapped_column(ForeignKey("orders.id"))
+    order_id: Mapped[str] = mapped_column(String(36))
     amount: Mapped[float]
     reason: Mapped[str] = mapped_column(Text)
     idempotency_key: Mapped[str] = mapped_column(String(200), unique=True)
@@ -77,8 +98,10 @@ class Refund(BusinessBase):
 
 class Reply(BusinessBase):
     __tablename__ = "replies"
+    __table_args__ = (scoped_fk("ticket_id", "tickets"),)
+    tenant_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    ticket_id: Mapped[str] = mapped_column(ForeignKey("tickets.id"))
+    ticket_id: Mapped[str] = mapped_column(String(36))
     body: Mapped[str] = mapped_column(Text)
     idempotency_key: Mapped[str] = mapped_column(String(200), unique=True)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
@@ -125,13 +148,25 @@ class BusinessStore:
         total = await session.scalar(
             select(func.coalesce(func.sum(Refund.amount), 0.0))
             .join(Effect, Effect.idempotency_key == Refund.idempotency_key)
-            .where(Refund.order_id == order.id, Effect.run_id == run_id)
+            .where(Refund.tenant_id == order.tenant_id, Refund.order_id == order.id, Effect.run_id == run_id)
         )
         return round(float(total or 0.0), 2)
 
-    async def create_schema(self) -> None:
-        """Create the tables when missing (the demo database is seeded, not migrated)."""
+    async def create_schema(self, *, replace_outdated: bool = False) -> None:
+        """Create the tables when missing (the demo database is seeded, not migrated).
+
+        Tables from before records were tenant-scoped are refused, or with ``replace_outdated`` (the demo
+        database, whose rows are only seed data and demo effects) dropped and created again.
+        """
         async with self.engine.begin() as conn:
+            outdated = await conn.run_sync(_outdated_tables)
+            if outdated and not replace_outdated:
+                raise OutdatedSchema(
+                    f"business tables {', '.join(sorted(outdated))} have no tenant_id column: they predate "
+                    "tenant-scoped records; add tenant_id to each key, or start from an empty database"
+                )
+            if outdated:
+                await conn.run_sync(BusinessBase.metadata.drop_all)
             await conn.run_sync(BusinessBase.metadata.create_all)
 
     async def once(
@@ -148,7 +183,7 @@ class BusinessStore:
 
         A retry (or a concurrent duplicate) finds the ledger row and gets the recorded result back.
         """
-        recorded = await self.recorded(key)
+        recorded = await self.recorded(key, tenant_id)
         if recorded is not None:
             return recorded
         try:
@@ -166,14 +201,30 @@ class BusinessStore:
                 )
         except IntegrityError:
             # Lost a race with a concurrent attempt holding the same key: its result is the one that counts.
-            recorded = await self.recorded(key)
+            recorded = await self.recorded(key, tenant_id)
             if recorded is None:
                 raise
             return recorded
         return result
 
-    async def recorded(self, key: str) -> dict[str, Any] | None:
-        """The recorded result of the effect with this idempotency key, if it happened."""
+    async def recorded(self, key: str, tenant_id: str) -> dict[str, Any] | None:
+        """The recorded result of the tenant's effect with this idempotency key, if it happened."""
         async with self.sessions() as session:
-            row = await session.scalar(select(Effect).where(Effect.idempotency_key == key))
+            row = await session.scalar(
+                select(Effect).where(Effect.idempotency_key == key, Effect.tenant_id == tenant_id)
+            )
             return None if row is None else dict(row.result)
+
+
+class OutdatedSchema(RuntimeError):
+    """The business database holds tables of an older layout than this code reads."""
+
+
+def _outdated_tables(conn: Connection) -> set[str]:
+    existing = inspect(conn)
+    names = set(existing.get_table_names())
+    return {
+        table.name
+        for table in BusinessBase.metadata.sorted_tables
+        if table.name in names and "tenant_id" not in {c["name"] for c in existing.get_columns(table.name)}
+    }

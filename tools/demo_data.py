@@ -105,16 +105,19 @@ def _rows() -> list[BusinessBase]:
     return [*customers, *orders, *tickets]
 
 
-async def seed(store: BusinessStore) -> None:
-    """Create the demo tables and rows that are missing; existing rows (and their history) are kept."""
-    await store.create_schema()
+async def seed(store: BusinessStore, tenant_id: str, *, replace_outdated: bool = False) -> None:
+    """Create the demo tables and the tenant's rows that are missing; existing rows (and their history) are
+    kept. Each tenant gets its own copy of the demo records, under the same ids."""
+    await store.create_schema(replace_outdated=replace_outdated)
     async with store.sessions() as session, session.begin():
         for row in _rows():
-            if await session.get(type(row), row.id) is None:  # type: ignore[attr-defined]
+            row.tenant_id = tenant_id  # type: ignore[attr-defined]
+            key = {"tenant_id": tenant_id, "id": row.id}  # type: ignore[attr-defined]
+            if await session.get(type(row), key) is None:
                 session.add(row)
             # Customers must exist before orders reference them on PostgreSQL.
             await session.flush()
     # The claims and logistics systems of record live in their own module; seed them with the rest.
     from tools.records import seed_records
 
-    await seed_records(store)
+    await seed_records(store, tenant_id)

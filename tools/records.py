@@ -7,7 +7,7 @@ shipments, carrier scan events, customer e-mails, rebooking quotes, and the effe
 
 Tables live on ``BusinessBase``, so ``BusinessStore.create_schema()`` creates them once this module is
 imported; ``tools.business`` does not import this module (the arrow points one way). ``seed_records`` is
-idempotent: it inserts the rows that are missing and keeps existing ones (and whatever agents changed).
+idempotent: it inserts the tenant's rows that are missing and keeps existing ones (and what agents changed).
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import ForeignKey, String, Text
+from sqlalchemy import String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from countersign.db import utcnow
-from tools.business import BusinessBase, BusinessStore
+from tools.business import BusinessBase, BusinessStore, scoped_fk
 
 # --- Claims -------------------------------------------------------------------------------------------------
 
@@ -28,6 +28,7 @@ class InsurancePolicy(BusinessBase):
     """An insurance policy: what it covers, when, and for how much."""
 
     __tablename__ = "insurance_policies"
+    tenant_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     id: Mapped[str] = mapped_column(String(20), primary_key=True)  # the policy number, e.g. HO-100201
     holder: Mapped[str] = mapped_column(String(200))
     line: Mapped[str] = mapped_column(String(20))  # home / auto / commercial
@@ -45,6 +46,7 @@ class Fnol(BusinessBase):
     """A first notice of loss as received; the triage fields are filled when it is routed or flagged."""
 
     __tablename__ = "fnols"
+    tenant_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     id: Mapped[str] = mapped_column(String(20), primary_key=True)  # the claim id, e.g. FNOL-2001
     reported_at: Mapped[dt.datetime]
     channel: Mapped[str] = mapped_column(String(20))  # phone / web / email / broker
@@ -63,8 +65,10 @@ class ClaimReserve(BusinessBase):
     """A reserve transaction on a claim: one row per effect, keyed by its idempotency key."""
 
     __tablename__ = "claim_reserves"
+    __table_args__ = (scoped_fk("claim_id", "fnols"),)
+    tenant_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    claim_id: Mapped[str] = mapped_column(ForeignKey("fnols.id"), index=True)
+    claim_id: Mapped[str] = mapped_column(String(36), index=True)
     amount: Mapped[float]
     injuries: Mapped[bool]
     idempotency_key: Mapped[str] = mapped_column(String(200), unique=True)
@@ -78,6 +82,7 @@ class ShippingCustomer(BusinessBase):
     """A business customer of the logistics provider."""
 
     __tablename__ = "shipping_customers"
+    tenant_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     id: Mapped[str] = mapped_column(String(20), primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
     contact: Mapped[str] = mapped_column(String(200))
@@ -88,8 +93,10 @@ class Shipment(BusinessBase):
     """A shipment: who carries it where, and by when it was promised."""
 
     __tablename__ = "shipments"
+    __table_args__ = (scoped_fk("customer_id", "shipping_customers"),)
+    tenant_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     id: Mapped[str] = mapped_column(String(20), primary_key=True)
-    customer_id: Mapped[str] = mapped_column(ForeignKey("shipping_customers.id"))
+    customer_id: Mapped[str] = mapped_column(String(36))
     reference: Mapped[str] = mapped_column(String(60))  # the customer's purchase order or reference
     carrier: Mapped[str] = mapped_column(String(100))
     service: Mapped[str] = mapped_column(String(60))
@@ -107,8 +114,10 @@ class ShipmentEvent(BusinessBase):
     """A carrier scan event; exception events may carry a new ETA (none means the ETA is unknown)."""
 
     __tablename__ = "shipment_events"
+    __table_args__ = (scoped_fk("shipment_id", "shipments"),)
+    tenant_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     id: Mapped[str] = mapped_column(String(30), primary_key=True)
-    shipment_id: Mapped[str] = mapped_column(ForeignKey("shipments.id"), index=True)
+    shipment_id: Mapped[str] = mapped_column(String(36), index=True)
     at: Mapped[dt.datetime]
     code: Mapped[str] = mapped_column(String(30))
     location: Mapped[str] = mapped_column(String(120))
@@ -120,8 +129,10 @@ class CustomerEmail(BusinessBase):
     """An e-mail from the customer about a shipment."""
 
     __tablename__ = "customer_emails"
+    __table_args__ = (scoped_fk("shipment_id", "shipments"),)
+    tenant_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     id: Mapped[str] = mapped_column(String(30), primary_key=True)
-    shipment_id: Mapped[str] = mapped_column(ForeignKey("shipments.id"), index=True)
+    shipment_id: Mapped[str] = mapped_column(String(36), index=True)
     sender: Mapped[str] = mapped_column(String(200))
     received_at: Mapped[dt.datetime]
     subject: Mapped[str] = mapped_column(String(300))
@@ -132,8 +143,10 @@ class RebookingOption(BusinessBase):
     """A carrier's quote to move a shipment on another service: its ETA and what it costs on top."""
 
     __tablename__ = "rebooking_options"
+    __table_args__ = (scoped_fk("shipment_id", "shipments"),)
+    tenant_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     id: Mapped[str] = mapped_column(String(30), primary_key=True)
-    shipment_id: Mapped[str] = mapped_column(ForeignKey("shipments.id"), index=True)
+    shipment_id: Mapped[str] = mapped_column(String(36), index=True)
     carrier: Mapped[str] = mapped_column(String(100))
     service: Mapped[str] = mapped_column(String(60))
     eta: Mapped[dt.date]
@@ -144,8 +157,10 @@ class CustomerNotification(BusinessBase):
     """A message sent to a customer about a shipment; one row per effect."""
 
     __tablename__ = "customer_notifications"
+    __table_args__ = (scoped_fk("shipment_id", "shipments"),)
+    tenant_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    shipment_id: Mapped[str] = mapped_column(ForeignKey("shipments.id"), index=True)
+    shipment_id: Mapped[str] = mapped_column(String(36), index=True)
     to_email: Mapped[str] = mapped_column(String(200))
     body: Mapped[str] = mapped_column(Text)
     idempotency_key: Mapped[str] = mapped_column(String(200), unique=True)
@@ -156,9 +171,14 @@ class ShippingCredit(BusinessBase):
     """A credit on the customer's account for a shipping failure; one row per effect."""
 
     __tablename__ = "shipping_credits"
+    __table_args__ = (
+        scoped_fk("shipment_id", "shipments"),
+        scoped_fk("customer_id", "shipping_customers"),
+    )
+    tenant_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    shipment_id: Mapped[str] = mapped_column(ForeignKey("shipments.id"), index=True)
-    customer_id: Mapped[str] = mapped_column(ForeignKey("shipping_customers.id"))
+    shipment_id: Mapped[str] = mapped_column(String(36), index=True)
+    customer_id: Mapped[str] = mapped_column(String(36))
     amount: Mapped[float]
     reason: Mapped[str] = mapped_column(Text)
     idempotency_key: Mapped[str] = mapped_column(String(200), unique=True)
@@ -169,8 +189,10 @@ class ShipmentRebooking(BusinessBase):
     """A shipment moved onto another carrier's service; one row per effect."""
 
     __tablename__ = "shipment_rebookings"
+    __table_args__ = (scoped_fk("shipment_id", "shipments"),)
+    tenant_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    shipment_id: Mapped[str] = mapped_column(ForeignKey("shipments.id"), index=True)
+    shipment_id: Mapped[str] = mapped_column(String(36), index=True)
     from_carrier: Mapped[str] = mapped_column(String(100))
     carrier: Mapped[str] = mapped_column(String(100))
     service: Mapped[str] = mapped_column(String(60))
@@ -843,13 +865,14 @@ def _rows() -> list[tuple[type[BusinessBase], list[dict[str, Any]]]]:
     ]
 
 
-async def seed_records(store: BusinessStore) -> None:
-    """Create the claims and logistics tables and insert the missing demo rows; existing rows are kept."""
+async def seed_records(store: BusinessStore, tenant_id: str) -> None:
+    """Create the claims and logistics tables and insert the tenant's missing demo rows; existing rows are
+    kept."""
     await store.create_schema()
     async with store.sessions() as session, session.begin():
         for model, rows in _rows():
             for values in rows:
-                if await session.get(model, values["id"]) is None:
-                    session.add(model(**values))
+                if await session.get(model, {"tenant_id": tenant_id, "id": values["id"]}) is None:
+                    session.add(model(tenant_id=tenant_id, **values))
             # Parents must exist before children reference them (foreign keys are enforced on both backends).
             await session.flush()

@@ -7,14 +7,15 @@ import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import cache
-from typing import Any, Literal, get_type_hints
+from typing import Any, Literal, TypeVar, get_type_hints
 
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tools.business import BusinessStore
+from tools.business import BusinessBase, BusinessStore
 
 ToolKind = Literal["read", "write"]
+R = TypeVar("R", bound=BusinessBase)
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,14 @@ class ToolContext:
             tool=tool,
             arguments=args.model_dump(mode="json"),
             act=act,
+        )
+
+    async def get(
+        self, session: AsyncSession, model: type[R], record_id: str, *, for_update: bool = False
+    ) -> R | None:
+        """The tenant's record of that id, or None: another tenant's record of the same id is not found."""
+        return await session.get(
+            model, {"tenant_id": self.tenant_id, "id": record_id}, with_for_update=for_update
         )
 
 

@@ -213,7 +213,7 @@ async def test_flags_what_it_cannot_route(store: BusinessStore, claim_id: str, r
     assert reason in out["flag_reason"]
     assert (out["routed"], out["queue"], out["reserve"]) == (False, None, None)
     async with store.sessions() as s:
-        fnol = await s.get(Fnol, claim_id)
+        fnol = await s.get(Fnol, {"tenant_id": "acme", "id": claim_id})
         assert fnol is not None
         assert (fnol.status, fnol.queue) == ("flagged", None)
     assert await _reserves(store, claim_id) == []
@@ -277,10 +277,10 @@ async def test_tools_refuse_what_the_claim_state_forbids(store: BusinessStore) -
 
 async def test_seeding_again_keeps_what_agents_changed(store: BusinessStore) -> None:
     await drive(store, "FNOL-2004")
-    await seed_records(store)
+    await seed_records(store, "acme")
     async with store.sessions() as s:
         assert await s.scalar(select(func.count()).select_from(Fnol)) == 28
-        fnol = await s.get(Fnol, "FNOL-2004")
+        fnol = await s.get(Fnol, {"tenant_id": "acme", "id": "FNOL-2004"})
         assert fnol is not None
         assert fnol.status == "flagged"
 
@@ -370,7 +370,7 @@ async def test_e2e_injury_reserve_waits_for_a_senior_adjuster(stack: Stack) -> N
     assert item["arguments"] == {"claim_id": "FNOL-2003", "amount": 7650.0, "injuries": True}
     assert "injuries are reported" in item["reason"]
     async with stack.store.sessions() as s:  # routed before the reserve was proposed; nothing reserved yet
-        fnol = await s.get(Fnol, "FNOL-2003")
+        fnol = await s.get(Fnol, {"tenant_id": "acme", "id": "FNOL-2003"})
         assert fnol is not None
         assert (fnol.status, fnol.queue) == ("routed", "bodily_injury")
     assert await _reserves(stack.store, "FNOL-2003") == []
@@ -391,7 +391,7 @@ async def test_e2e_inactive_policy_is_flagged_and_never_routed(stack: Stack) -> 
     assert "not active on 2026-10-05" in out["flag_reason"]
     assert "route_claim" not in out["tools_used"]
     async with stack.store.sessions() as s:
-        fnol = await s.get(Fnol, "FNOL-2004")
+        fnol = await s.get(Fnol, {"tenant_id": "acme", "id": "FNOL-2004"})
         assert fnol is not None
         assert (fnol.status, fnol.queue, fnol.severity) == ("flagged", None, None)
     assert await _reserves(stack.store, "FNOL-2004") == []

@@ -295,7 +295,7 @@ async def test_writes_happen_once_per_idempotency_key(store: BusinessStore) -> N
     assert first == await _tool(store, "rebook_shipment", args, key="approval-1")
     assert len(await _rows(store, ShipmentRebooking, "SH-3020")) == 1
     async with store.sessions() as s:
-        shipment = await s.get(Shipment, "SH-3020")
+        shipment = await s.get(Shipment, {"tenant_id": "acme", "id": "SH-3020"})
         assert shipment is not None
         assert (shipment.carrier, shipment.status) == ("Summit Expedite", "rebooked")
     note = {"shipment_id": "SH-3020", "message": "Hello"}

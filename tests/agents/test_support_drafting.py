@@ -101,6 +101,7 @@ async def test_a_refund_no_passage_supports_is_escalated_not_proposed(store: Bus
     async with store.sessions() as s, s.begin():
         s.add(
             Ticket(
+                tenant_id="acme",
                 id="T-1090",
                 customer_id="C-100",
                 order_id="O-5001",

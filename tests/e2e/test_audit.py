@@ -120,10 +120,11 @@ async def test_content_stays_out_of_spans_logs_and_ledger(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     async with stack.store.sessions() as s, s.begin():
-        s.add(Customer(id="C-900", name=f"Secret {CANARY}", email=f"{CANARY}@example.com"))
+        s.add(Customer(tenant_id="acme", id="C-900", name=f"Secret {CANARY}", email=f"{CANARY}@example.com"))
         await s.flush()
         s.add(
             Order(
+                tenant_id="acme",
                 id="O-9000",
                 customer_id="C-900",
                 status="delivered",
@@ -136,6 +137,7 @@ async def test_content_stays_out_of_spans_logs_and_ledger(
         await s.flush()
         s.add(
             Ticket(
+                tenant_id="acme",
                 id="T-9000",
                 customer_id="C-900",
                 order_id="O-9000",

@@ -10,9 +10,12 @@ from typing import Any
 
 import pytest
 from fastapi.routing import APIRoute, iter_route_contexts
+from sqlalchemy import select
 from temporalio.client import WorkflowFailureError
 
 from tests.conftest import Stack
+from tools.business import Effect
+from tools.demo_data import seed
 
 
 def cli(stack: Stack, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -42,6 +45,7 @@ async def test_tenants_made_with_the_cli_are_walled_off(stack: Stack) -> None:
     north_trigger, p1 = await _key(stack, "north", "trigger", "auditor")
     north_approver, p2 = await _key(stack, "north", "approver:finance")
     south, p3 = await _key(stack, "south", "trigger", "auditor", "approver:finance", "approver:support")
+    await seed(stack.store, "north")  # north has the demo records; south has none of its own
     listed = await asyncio.to_thread(cli, stack, "keys", "list", "--tenant", "north")
     assert listed.returncode == 0 and p1 in listed.stdout and p2 in listed.stdout and p3 not in listed.stdout
 
@@ -100,6 +104,19 @@ async def test_tenants_made_with_the_cli_are_walled_off(stack: Stack) -> None:
         await stack.client.get_workflow_handle(f"run-{run_id}").result()
     shown = (await stack.http.get(f"/v1/runs/{run_id}", headers=north_trigger)).json()
     assert shown["status"] == "cancelled"
+
+    # South's agent, asked about north's ticket, finds nothing: the tools see only south's records.
+    r = await stack.http.post(
+        "/v1/runs", json={"agent": "support_drafting", "input": {"ticket_id": "T-1002"}}, headers=south
+    )
+    assert r.status_code == 201, r.text
+    await stack.client.get_workflow_handle(f"run-{r.json()['id']}").result()
+    probe = (await stack.http.get(f"/v1/runs/{r.json()['id']}", headers=south)).json()
+    assert probe["status"] == "completed" and "could not find ticket T-1002" in probe["output"]["reply"]
+    assert (await stack.http.get(f"/v1/approvals?run_id={probe['id']}", headers=south)).json()["items"] == []
+    async with stack.store.sessions() as s:
+        tools = set(await s.scalars(select(Effect.tool).where(Effect.tenant_id == "south")))
+    assert tools == set()
 
 
 async def test_webhooks_from_the_cli(stack: Stack) -> None:

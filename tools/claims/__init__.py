@@ -29,7 +29,7 @@ async def get_fnol(args: GetFnolArgs, ctx: ToolContext) -> dict[str, Any]:
     its triage status (new, routed or flagged).
     """
     async with ctx.store.sessions() as session:
-        fnol = await session.get(Fnol, args.claim_id)
+        fnol = await ctx.get(session, Fnol, args.claim_id)
         if fnol is None:
             return {"found": False, "claim_id": args.claim_id}
         return {
@@ -65,7 +65,7 @@ async def route_claim(args: RouteClaimArgs, ctx: ToolContext) -> dict[str, Any]:
     """
 
     async def act(session: AsyncSession) -> dict[str, Any]:
-        fnol = await session.get(Fnol, args.claim_id, with_for_update=True)
+        fnol = await ctx.get(session, Fnol, args.claim_id, for_update=True)
         if fnol is None:
             return {"routed": False, "error": f"claim {args.claim_id} not found"}
         if fnol.status == "flagged":
@@ -104,7 +104,7 @@ async def flag_claim(args: FlagClaimArgs, ctx: ToolContext) -> dict[str, Any]:
     """
 
     async def act(session: AsyncSession) -> dict[str, Any]:
-        fnol = await session.get(Fnol, args.claim_id, with_for_update=True)
+        fnol = await ctx.get(session, Fnol, args.claim_id, for_update=True)
         if fnol is None:
             return {"flagged": False, "error": f"claim {args.claim_id} not found"}
         fnol.status, fnol.flag_reason, fnol.triaged_at = "flagged", args.reason, utcnow()
@@ -134,7 +134,7 @@ async def set_claim_reserve(args: SetReserveArgs, ctx: ToolContext) -> dict[str,
     """
 
     async def act(session: AsyncSession) -> dict[str, Any]:
-        fnol = await session.get(Fnol, args.claim_id, with_for_update=True)
+        fnol = await ctx.get(session, Fnol, args.claim_id, for_update=True)
         if fnol is None:
             return {"reserve_set": False, "error": f"claim {args.claim_id} not found"}
         if fnol.status != "routed":
@@ -145,6 +145,7 @@ async def set_claim_reserve(args: SetReserveArgs, ctx: ToolContext) -> dict[str,
         fnol.reserve_amount = args.amount
         reserve = ClaimReserve(
             id=str(uuid.uuid5(uuid.NAMESPACE_URL, ctx.idempotency_key)),
+            tenant_id=ctx.tenant_id,
             claim_id=fnol.id,
             amount=args.amount,
             injuries=args.injuries,

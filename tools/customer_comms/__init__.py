@@ -27,7 +27,7 @@ async def get_customer_emails(args: GetEmailsArgs, ctx: ToolContext) -> dict[str
     async with ctx.store.sessions() as session:
         rows = await session.scalars(
             select(CustomerEmail)
-            .where(CustomerEmail.shipment_id == args.shipment_id)
+            .where(CustomerEmail.tenant_id == ctx.tenant_id, CustomerEmail.shipment_id == args.shipment_id)
             .order_by(CustomerEmail.received_at, CustomerEmail.id)
         )
         return {
@@ -64,14 +64,15 @@ async def notify_customer(args: NotifyArgs, ctx: ToolContext) -> dict[str, Any]:
     """
 
     async def act(session: AsyncSession) -> dict[str, Any]:
-        shipment = await session.get(Shipment, args.shipment_id, with_for_update=True)
+        shipment = await ctx.get(session, Shipment, args.shipment_id, for_update=True)
         if shipment is None:
             return {"sent": False, "error": f"shipment {args.shipment_id} not found"}
-        customer = await session.get(ShippingCustomer, shipment.customer_id)
+        customer = await ctx.get(session, ShippingCustomer, shipment.customer_id)
         if customer is None:
             return {"sent": False, "error": f"shipment {shipment.id} has no customer on file"}
         notification = CustomerNotification(
             id=str(uuid.uuid5(uuid.NAMESPACE_URL, ctx.idempotency_key)),
+            tenant_id=ctx.tenant_id,
             shipment_id=shipment.id,
             to_email=customer.email,
             body=args.message,

@@ -18,10 +18,10 @@ class GetOrderArgs(BaseModel):
 async def get_order(args: GetOrderArgs, ctx: ToolContext) -> dict[str, Any]:
     """Look up an order by id: status, items, total, amount already refunded, delivery date and customer."""
     async with ctx.store.sessions() as session:
-        order = await session.get(Order, args.order_id)
+        order = await ctx.get(session, Order, args.order_id)
         if order is None:
             return {"found": False, "order_id": args.order_id}
-        customer = await session.get(Customer, order.customer_id)
+        customer = await ctx.get(session, Customer, order.customer_id)
         return {
             "found": True,
             "order_id": order.id,

@@ -24,7 +24,7 @@ async def get_policy(args: GetPolicyArgs, ctx: ToolContext) -> dict[str, Any]:
     the loss type is one of its coverages.
     """
     async with ctx.store.sessions() as session:
-        policy = await session.get(InsurancePolicy, args.policy_number.strip().upper())
+        policy = await ctx.get(session, InsurancePolicy, args.policy_number.strip().upper())
         if policy is None:
             return {"found": False, "policy_number": args.policy_number}
         return {

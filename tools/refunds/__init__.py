@@ -30,7 +30,7 @@ async def issue_refund(args: IssueRefundArgs, ctx: ToolContext) -> dict[str, Any
     """
 
     async def act(session: AsyncSession) -> dict[str, Any]:
-        order = await session.get(Order, args.order_id, with_for_update=True)
+        order = await ctx.get(session, Order, args.order_id, for_update=True)
         if order is None:
             return {"refunded": False, "error": f"order {args.order_id} not found"}
         left = round(order.total - await ctx.store.refunded(session, order, ctx.run_id), 2)
@@ -39,6 +39,7 @@ async def issue_refund(args: IssueRefundArgs, ctx: ToolContext) -> dict[str, Any
         order.refunded_total = round(order.refunded_total + args.amount, 2)
         refund = Refund(
             id=str(uuid.uuid5(uuid.NAMESPACE_URL, ctx.idempotency_key)),
+            tenant_id=ctx.tenant_id,
             order_id=order.id,
             amount=args.amount,
             reason=args.reason,

@@ -22,12 +22,13 @@ async def send_customer_reply(args: SendReplyArgs, ctx: ToolContext) -> dict[str
     """Send a reply to the customer on a support ticket and mark the ticket answered."""
 
     async def act(session: AsyncSession) -> dict[str, Any]:
-        ticket = await session.get(Ticket, args.ticket_id)
+        ticket = await ctx.get(session, Ticket, args.ticket_id)
         if ticket is None:
             return {"sent": False, "error": f"ticket {args.ticket_id} not found"}
         ticket.status = "answered"
         reply = Reply(
             id=str(uuid.uuid5(uuid.NAMESPACE_URL, ctx.idempotency_key)),
+            tenant_id=ctx.tenant_id,
             ticket_id=ticket.id,
             body=args.body,
             idempotency_key=ctx.idempotency_key,

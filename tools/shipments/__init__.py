@@ -31,10 +31,10 @@ async def get_shipment(args: ShipmentArgs, ctx: ToolContext) -> dict[str, Any]:
     shipping cost, the customer (name, contact, e-mail) and when the customer was last notified about it.
     """
     async with ctx.store.sessions() as session:
-        shipment = await session.get(Shipment, args.shipment_id)
+        shipment = await ctx.get(session, Shipment, args.shipment_id)
         if shipment is None:
             return {"found": False, "shipment_id": args.shipment_id}
-        customer = await session.get(ShippingCustomer, shipment.customer_id)
+        customer = await ctx.get(session, ShippingCustomer, shipment.customer_id)
         return {
             "found": True,
             "shipment_id": shipment.id,
@@ -72,11 +72,11 @@ async def get_shipment_events(args: ShipmentArgs, ctx: ToolContext) -> dict[str,
     one means the delivery date is unknown until a later event gives it.
     """
     async with ctx.store.sessions() as session:
-        if await session.get(Shipment, args.shipment_id) is None:
+        if await ctx.get(session, Shipment, args.shipment_id) is None:
             return {"found": False, "shipment_id": args.shipment_id, "events": []}
         rows = await session.scalars(
             select(ShipmentEvent)
-            .where(ShipmentEvent.shipment_id == args.shipment_id)
+            .where(ShipmentEvent.tenant_id == ctx.tenant_id, ShipmentEvent.shipment_id == args.shipment_id)
             .order_by(ShipmentEvent.at, ShipmentEvent.id)
         )
         return {
@@ -102,12 +102,14 @@ async def get_rebooking_options(args: ShipmentArgs, ctx: ToolContext) -> dict[st
     alternative exists.
     """
     async with ctx.store.sessions() as session:
-        shipment = await session.get(Shipment, args.shipment_id)
+        shipment = await ctx.get(session, Shipment, args.shipment_id)
         if shipment is None:
             return {"found": False, "shipment_id": args.shipment_id, "options": []}
         rows = await session.scalars(
             select(RebookingOption)
-            .where(RebookingOption.shipment_id == args.shipment_id)
+            .where(
+                RebookingOption.tenant_id == ctx.tenant_id, RebookingOption.shipment_id == args.shipment_id
+            )
             .order_by(RebookingOption.eta, RebookingOption.extra_cost, RebookingOption.id)
         )
         return {
@@ -145,7 +147,7 @@ async def rebook_shipment(args: RebookArgs, ctx: ToolContext) -> dict[str, Any]:
     """
 
     async def act(session: AsyncSession) -> dict[str, Any]:
-        shipment = await session.get(Shipment, args.shipment_id, with_for_update=True)
+        shipment = await ctx.get(session, Shipment, args.shipment_id, for_update=True)
         if shipment is None:
             return {"rebooked": False, "error": f"shipment {args.shipment_id} not found"}
         if shipment.status == "delivered":
@@ -153,7 +155,9 @@ async def rebook_shipment(args: RebookArgs, ctx: ToolContext) -> dict[str, Any]:
         quotes = list(
             await session.scalars(
                 select(RebookingOption).where(
-                    RebookingOption.shipment_id == shipment.id, RebookingOption.carrier == args.carrier
+                    RebookingOption.tenant_id == ctx.tenant_id,
+                    RebookingOption.shipment_id == shipment.id,
+                    RebookingOption.carrier == args.carrier,
                 )
             )
         )
@@ -170,6 +174,7 @@ async def rebook_shipment(args: RebookArgs, ctx: ToolContext) -> dict[str, Any]:
         tag = uuid.uuid5(uuid.NAMESPACE_URL, ctx.idempotency_key)
         rebooking = ShipmentRebooking(
             id=str(tag),
+            tenant_id=ctx.tenant_id,
             shipment_id=shipment.id,
             from_carrier=shipment.carrier,
             carrier=quote.carrier,
@@ -182,6 +187,7 @@ async def rebook_shipment(args: RebookArgs, ctx: ToolContext) -> dict[str, Any]:
         session.add(
             ShipmentEvent(
                 id=f"EV-{shipment.id[3:]}-RB-{tag.hex[:8]}",
+                tenant_id=ctx.tenant_id,
                 shipment_id=shipment.id,
                 at=utcnow(),
                 code="REBOOKED",
@@ -227,13 +233,13 @@ async def issue_shipping_credit(args: CreditArgs, ctx: ToolContext) -> dict[str,
     """
 
     async def act(session: AsyncSession) -> dict[str, Any]:
-        shipment = await session.get(Shipment, args.shipment_id, with_for_update=True)
+        shipment = await ctx.get(session, Shipment, args.shipment_id, for_update=True)
         if shipment is None:
             return {"issued": False, "error": f"shipment {args.shipment_id} not found"}
         earlier = float(
             await session.scalar(
                 select(func.coalesce(func.sum(ShippingCredit.amount), 0.0)).where(
-                    ShippingCredit.shipment_id == shipment.id
+                    ShippingCredit.tenant_id == ctx.tenant_id, ShippingCredit.shipment_id == shipment.id
                 )
             )
             or 0.0
@@ -246,6 +252,7 @@ async def issue_shipping_credit(args: CreditArgs, ctx: ToolContext) -> dict[str,
             }
         credit = ShippingCredit(
             id=str(uuid.uuid5(uuid.NAMESPACE_URL, ctx.idempotency_key)),
+            tenant_id=ctx.tenant_id,
             shipment_id=shipment.id,
             customer_id=shipment.customer_id,
             amount=args.amount,

@@ -18,7 +18,7 @@ class GetTicketArgs(BaseModel):
 async def get_ticket(args: GetTicketArgs, ctx: ToolContext) -> dict[str, Any]:
     """Read a support ticket: subject, the customer's message, the related order and any refund asked for."""
     async with ctx.store.sessions() as session:
-        ticket = await session.get(Ticket, args.ticket_id)
+        ticket = await ctx.get(session, Ticket, args.ticket_id)
         if ticket is None:
             return {"found": False, "ticket_id": args.ticket_id}
         return {
