@@ -121,8 +121,10 @@ async def append(session: AsyncSession, event: NewEvent) -> AuditEvent | None:
     )
     row.hash = event_hash(row)
     session.add(row)
+    # The event first: the head may only move onto an event that exists (the database checks it).
+    await session.flush([row])
     head.seq, head.hash = row.seq, row.hash
-    await session.flush()
+    await session.flush([head])
     return row
 
 
@@ -143,9 +145,9 @@ class VerifyResult:
     problem: str | None = None
 
 
-async def iter_events(session: AsyncSession, batch: int = 1000) -> AsyncIterator[AuditEvent]:
-    """Every event in chain order, in batches."""
-    last = 0
+async def iter_events(session: AsyncSession, batch: int = 1000, after: int = 0) -> AsyncIterator[AuditEvent]:
+    """Every event in chain order (after seq ``after``), in batches."""
+    last = after
     while True:
         rows: Sequence[AuditEvent] = (
             await session.scalars(
@@ -159,10 +161,12 @@ async def iter_events(session: AsyncSession, batch: int = 1000) -> AsyncIterator
         last = rows[-1].seq
 
 
-async def verify(session: AsyncSession) -> VerifyResult:
-    """Recompute the whole chain; report the first event whose link or content does not hold."""
-    prev, expected_seq, n = GENESIS, 1, 0
-    async for e in iter_events(session):
+async def verify(session: AsyncSession, after: tuple[int, str] | None = None) -> VerifyResult:
+    """Recompute the chain, or only its part after a trusted ``(seq, hash)`` (a verified checkpoint); report
+    the first event whose link or content does not hold."""
+    start, prev = after or (0, GENESIS)
+    expected_seq, n = start + 1, start
+    async for e in iter_events(session, after=start):
         n += 1
         if e.seq != expected_seq:
             return VerifyResult(False, n, prev, e.seq, f"event seq {expected_seq} is missing (found {e.seq})")

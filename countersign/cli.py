@@ -404,17 +404,80 @@ def policy_check(
     )
 
 
+@audit_app.command("keygen")
+def audit_keygen() -> None:
+    """Print a new Ed25519 checkpoint signing key (keep it secret) and its public key (for auditors)."""
+    from approvals.checkpoints import load_private_key, new_private_key, public_key_text
+
+    private = new_private_key()
+    typer.echo(f"COUNTERSIGN_AUDIT_SIGNING_KEY={private}")
+    typer.echo(f"COUNTERSIGN_AUDIT_PUBLIC_KEY={public_key_text(load_private_key(private))}")
+
+
+@audit_app.command("checkpoint")
+def audit_checkpoint() -> None:
+    """Sign the ledger's current head now (workers also do it every COUNTERSIGN_AUDIT_CHECKPOINT_SECONDS)."""
+    from approvals.checkpoints import write_checkpoint
+    from countersign.db import make_engine, session_factory
+    from workers.worker import signing_key
+
+    settings = Settings()
+    try:
+        key = signing_key(settings)
+    except ValueError as e:
+        _fail(str(e))
+        raise
+    if key is None:
+        _fail("COUNTERSIGN_AUDIT_SIGNING_KEY: not set (make one with `countersign audit keygen`)")
+        raise typer.Exit(2)
+
+    async def go() -> dict[str, Any] | None:
+        engine = make_engine(settings.resolved_database_url())
+        async with session_factory(engine)() as s, s.begin():
+            written = await write_checkpoint(s, key, settings.resolved_checkpoint_file())
+        await engine.dispose()
+        return written
+
+    written = asyncio.run(go())
+    if written is None:
+        typer.echo("the ledger's head is already checkpointed (or the ledger is empty)")
+        return
+    typer.echo(f"checkpoint: seq {written['seq']} hash {written['hash']} signed at {written['signed_at']}")
+
+
+def _public_key(settings: Settings, option: str | None) -> Any:
+    """The verifier's public key: --public-key (a key or a file), the setting, or the signing key's."""
+    from approvals.checkpoints import BadKey, load_public_key
+
+    if option:
+        text = Path(option).read_text() if Path(option).is_file() else option
+        where = "--public-key"
+    elif settings.audit_public_key:
+        text, where = settings.audit_public_key, "COUNTERSIGN_AUDIT_PUBLIC_KEY"
+    elif settings.audit_signing_key is not None:
+        text, where = settings.audit_signing_key.get_secret_value(), "COUNTERSIGN_AUDIT_SIGNING_KEY"
+    else:
+        return None
+    try:
+        return load_public_key(text)
+    except BadKey as e:
+        _fail(f"{where}: {e}")
+        raise
+
+
 @audit_app.command("export")
 def audit_export(
     out: Annotated[Path, typer.Option(help="Folder to write events.jsonl and manifest.json into")],
     run: Annotated[str | None, typer.Option("--run", help="Only this run's events")] = None,
     since: Annotated[str | None, typer.Option(help="Only events at or after this ISO time")] = None,
 ) -> None:
-    """Write ledger events as JSONL plus a manifest (count, sha256 of the file, the ledger's head hash)."""
+    """Write ledger events as JSONL, the signed checkpoints, and a manifest (counts, sha256 of each file, the
+    ledger's head hash)."""
     import hashlib
 
     from sqlalchemy import select
 
+    from approvals import checkpoints
     from approvals.audit import AuditEvent, AuditHead, to_json
     from countersign.db import make_engine, session_factory
 
@@ -428,7 +491,7 @@ def audit_export(
             raise
         start = parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
 
-    async def go() -> tuple[list[dict[str, Any]], AuditHead | None]:
+    async def go() -> tuple[list[dict[str, Any]], AuditHead | None, list[dict[str, Any]]]:
         engine = make_engine(settings.resolved_database_url())
         async with session_factory(engine)() as s:
             q = select(AuditEvent).order_by(AuditEvent.seq)
@@ -438,25 +501,42 @@ def audit_export(
                 q = q.where(AuditEvent.occurred_at >= start)
             rows = [to_json(e) for e in (await s.scalars(q)).all()]
             head = await s.scalar(select(AuditHead).where(AuditHead.id == 1))
+            cps = await checkpoints.stored(s)
         await engine.dispose()
-        return rows, head
+        return rows, head, cps
 
-    rows, head = asyncio.run(go())
+    rows, head, cps = asyncio.run(go())
+    known = {(c["seq"], c["signature"]) for c in cps}
+    cps += [
+        c
+        for c in checkpoints.read_file(settings.resolved_checkpoint_file())
+        if (c["seq"], c["signature"]) not in known
+    ]
     out.mkdir(parents=True, exist_ok=True)
     body = "".join(json.dumps(r, sort_keys=True, separators=(",", ":")) + "\n" for r in rows)
+    cp_body = "".join(
+        json.dumps(c, sort_keys=True, separators=(",", ":")) + "\n"
+        for c in sorted(cps, key=lambda c: c["seq"])
+    )
     (out / "events.jsonl").write_text(body)
+    (out / "checkpoints.jsonl").write_text(cp_body)
     manifest = {
-        "format": "countersign-audit-export/1",
+        "format": "countersign-audit-export/2",
         "exported_at": dt.datetime.now(dt.UTC).isoformat(),
         "filter": {"run": run, "since": since},
         "count": len(rows),
         "first_seq": rows[0]["seq"] if rows else None,
         "last_seq": rows[-1]["seq"] if rows else None,
         "events_sha256": hashlib.sha256(body.encode()).hexdigest(),
+        "checkpoints": len(cps),
+        "checkpoints_sha256": hashlib.sha256(cp_body.encode()).hexdigest(),
         "ledger_head": {"seq": head.seq, "hash": head.hash} if head else None,
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-    typer.echo(f"exported {len(rows)} events to {out} (ledger head {manifest['ledger_head']})")
+    typer.echo(
+        f"exported {len(rows)} events and {len(cps)} checkpoints to {out} "
+        f"(ledger head {manifest['ledger_head']})"
+    )
 
 
 @audit_app.command("verify")
@@ -464,43 +544,90 @@ def audit_verify(
     export: Annotated[
         Path | None, typer.Option(help="Verify an export folder instead of the database")
     ] = None,
+    public_key: Annotated[
+        str | None,
+        typer.Option(
+            help="Checkpoint public key, or a file holding it (default: COUNTERSIGN_AUDIT_PUBLIC_KEY)"
+        ),
+    ] = None,
+    since_checkpoint: Annotated[
+        bool,
+        typer.Option(
+            "--since-checkpoint",
+            help="Trust the newest valid checkpoint for the events it covers; recompute only the rest",
+        ),
+    ] = False,
 ) -> None:
-    """Recompute the ledger's hash chain; print OK or the first broken event (exit 1)."""
-    from approvals.audit import verify
+    """Recompute the ledger's hash chain and check its signed checkpoints; print OK or the first problem
+    (exit 1)."""
+    from approvals import checkpoints
     from countersign.db import make_engine, session_factory
 
     settings = Settings()
+    public = _public_key(settings, public_key)
+    if since_checkpoint and public is None:
+        _fail(
+            "--since-checkpoint: needs the checkpoints' public key "
+            "(--public-key or COUNTERSIGN_AUDIT_PUBLIC_KEY)"
+        )
     if export is not None:
-        _verify_export(export)
+        _verify_export(export, public)
         return
 
-    async def go() -> Any:
+    async def go() -> checkpoints.LedgerCheck:
         engine = make_engine(settings.resolved_database_url())
+        outside = await asyncio.to_thread(checkpoints.read_file, settings.resolved_checkpoint_file())
         async with session_factory(engine)() as s:
-            result = await verify(s)
+            result = await checkpoints.verify_ledger(s, public, outside, since_checkpoint=since_checkpoint)
         await engine.dispose()
         return result
 
     result = asyncio.run(go())
-    if result.ok:
-        typer.echo(f"OK: {result.checked} events, head {result.head_hash}")
-        return
-    typer.echo(f"BROKEN at event seq {result.broken_at}: {result.problem} ({result.checked} events read)")
-    raise typer.Exit(1)
+    chain, anchors = result.chain, result.anchors
+    if anchors is not None and not anchors.ok:
+        typer.echo(f"BROKEN: {anchors.problem}")
+        raise typer.Exit(1)
+    if not chain.ok:
+        typer.echo(f"BROKEN at event seq {chain.broken_at}: {chain.problem} ({chain.checked} events read)")
+        raise typer.Exit(1)
+    typer.echo(f"OK: {chain.checked} events, head {chain.head_hash}")
+    typer.echo(_anchor_line(anchors, since_checkpoint))
 
 
-def _verify_export(folder: Path) -> None:
+def _anchor_line(anchors: Any, since_checkpoint: bool = False) -> str:
+    if anchors is None:
+        return "checkpoints: not checked (no public key: --public-key or COUNTERSIGN_AUDIT_PUBLIC_KEY)"
+    if not anchors.checkpoints:
+        return f"checkpoints: none yet; removal of any of the {anchors.head_seq} events would not be proven"
+    trusted = " (trusted, not recomputed)" if since_checkpoint else ""
+    return (
+        f"checkpoints: {anchors.checkpoints} valid; nothing up to seq {anchors.anchored_seq} was removed or "
+        f"changed (signed at {anchors.anchored_at}){trusted}; {anchors.unanchored} later events are not yet "
+        "covered by a checkpoint"
+    )
+
+
+def _verify_export(folder: Path, public: Any) -> None:
     import hashlib
 
+    from approvals import checkpoints
     from approvals.audit import check_exported
 
     try:
         manifest = json.loads((folder / "manifest.json").read_text())
         body = (folder / "events.jsonl").read_text()
+        cp_file = folder / "checkpoints.jsonl"
+        cp_body = cp_file.read_text() if cp_file.exists() else ""
     except (OSError, ValueError) as e:
         _fail(f"--export: cannot read the export: {e}", 1)
     if hashlib.sha256(body.encode()).hexdigest() != manifest.get("events_sha256"):
         typer.echo("BROKEN: events.jsonl does not match the manifest's sha256")
+        raise typer.Exit(1)
+    if (
+        "checkpoints_sha256" in manifest
+        and hashlib.sha256(cp_body.encode()).hexdigest() != manifest["checkpoints_sha256"]
+    ):
+        typer.echo("BROKEN: checkpoints.jsonl does not match the manifest's sha256")
         raise typer.Exit(1)
     lines = [json.loads(line) for line in body.splitlines() if line.strip()]
     result = check_exported(lines)
@@ -508,6 +635,25 @@ def _verify_export(folder: Path) -> None:
         typer.echo(f"BROKEN at event seq {result.broken_at}: {result.problem}")
         raise typer.Exit(1)
     typer.echo(f"OK: {result.checked} exported events, manifest and hashes match")
+    cps = [json.loads(line) for line in cp_body.splitlines() if line.strip()]
+    if public is None or not cps:
+        typer.echo(_anchor_line(None) if public is None else "checkpoints: none in the export")
+        return
+    full = not any((manifest.get("filter") or {}).values())
+    if not full:
+        bad = [c["seq"] for c in cps if not checkpoints.signature_ok(c, public)]
+        if bad:
+            typer.echo(f"BROKEN: checkpoint at seq {bad[0]} has an invalid signature")
+            raise typer.Exit(1)
+        typer.echo(f"checkpoints: {len(cps)} validly signed (a filtered export: not matched against events)")
+        return
+    anchors = checkpoints.check_against(
+        cps, public, {int(e["seq"]): str(e["hash"]) for e in lines}, int(lines[-1]["seq"]) if lines else 0
+    )
+    if not anchors.ok:
+        typer.echo(f"BROKEN: {anchors.problem}")
+        raise typer.Exit(1)
+    typer.echo(_anchor_line(anchors))
 
 
 def main() -> None:

@@ -104,6 +104,18 @@ async def prepare(settings: Settings) -> dict[str, dict[str, Any]]:
     return known
 
 
+def dev_signing_key(data_dir: Path) -> str:
+    """The dev stack's checkpoint signing key (made on first start; its public key sits next to it)."""
+    from approvals.checkpoints import load_private_key, new_private_key, public_key_text
+
+    path = data_dir / "audit-signing.key"
+    if not path.exists():
+        path.touch(mode=0o600)
+        path.write_text(new_private_key() + "\n")
+        (data_dir / "audit-public.key").write_text(public_key_text(load_private_key(path.read_text())) + "\n")
+    return path.read_text().strip()
+
+
 async def wait_for_temporal(address: str, proc: subprocess.Popen[bytes], timeout: float = 90) -> None:
     """Wait until the dev server accepts clients (or fails)."""
     from temporalio.client import Client
@@ -187,6 +199,9 @@ def run_dev(settings: Settings, demo: bool = False, workers: int = 1) -> int:
         # Demo runs repeat exactly: a run's refunds never use up the demo order for the next one.
         "COUNTERSIGN_DEMO_SANDBOX": os.environ.get("COUNTERSIGN_DEMO_SANDBOX", "true"),
     }
+    if settings.audit_signing_key is None:
+        # The dev stack signs ledger checkpoints with a key of its own, kept in the data directory.
+        env["COUNTERSIGN_AUDIT_SIGNING_KEY"] = dev_signing_key(settings.data_dir)
     temporal: subprocess.Popen[bytes] | None = None
     children: list[Child] = []
     stopping = False
@@ -251,6 +266,8 @@ def run_dev(settings: Settings, demo: bool = False, workers: int = 1) -> int:
         print(
             f"Demo keys           {settings.data_dir / 'dev-keys.json'} (tenant {DEMO_TENANT!r})", flush=True
         )
+        if settings.audit_signing_key is None:
+            print(f"Audit public key    {settings.data_dir / 'audit-public.key'}", flush=True)
         if demo:
             run = asyncio.run(demo_run(api, keys["trigger"]["key"]))
             print(f"Demo run {run['id']}: {run['status']}", flush=True)

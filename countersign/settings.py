@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_POLICY = Path(__file__).resolve().parent.parent / "approvals" / "demo_policy.yaml"
@@ -62,6 +62,14 @@ class Settings(BaseSettings):
     budget_max_cost_usd: float = Field(default=5.0, ge=0)
     trace_retention_days: int = Field(default=30, ge=1)
 
+    # Ed25519 key (`countersign audit keygen`) that signs ledger checkpoints every audit_checkpoint_seconds
+    # (0: never); each is stored, appended to audit_checkpoint_file and exported. Verifiers need only the
+    # public key (audit_public_key, or --public-key).
+    audit_signing_key: SecretStr | None = None
+    audit_public_key: str = ""
+    audit_checkpoint_seconds: int = Field(default=300, ge=0)
+    audit_checkpoint_file: Path | None = None
+
     max_body_bytes: int = 64 * 1024
     capture_content: bool = False
 
@@ -101,6 +109,10 @@ class Settings(BaseSettings):
     def resolved_business_database_url(self) -> str:
         """The demo systems-of-record database URL; SQLite under the data directory unless configured."""
         return self.business_database_url or f"sqlite+aiosqlite:///{self.data_dir / 'business.db'}"
+
+    def resolved_checkpoint_file(self) -> Path:
+        """Where signed checkpoints are appended (outside the database); in the data directory by default."""
+        return self.audit_checkpoint_file or self.data_dir / "audit-checkpoints.jsonl"
 
     def resolved_temporal_address(self) -> str:
         """The Temporal frontend address; the local dev server's port unless configured."""

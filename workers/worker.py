@@ -9,6 +9,7 @@ from collections.abc import Callable
 from contextlib import AsyncExitStack
 from datetime import timedelta
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from langchain_core.language_models import BaseChatModel
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
@@ -20,15 +21,18 @@ from agents.graph import GRAPH_VERSIONS, AgentServices, build_graph, graph_name
 from agents.models import fallback_factory, model_factory
 from agents.spec import AgentSpec
 from approvals import audit
+from approvals.checkpoints import BadKey, load_private_key
 from approvals.policy import PolicyStore
 from countersign import telemetry
 from countersign.db import make_engine, session_factory
 from countersign.settings import Settings
 from tools.business import BusinessStore
 from workers.activities import ApprovalActivities, LedgerSink, RunActivities
+from workers.activities.checkpoint import CheckpointActivities, ensure_checkpoint_schedule
 from workers.client import BUILD_ID, connect
 from workers.webhook_contracts import webhook_task_queue
 from workers.webhook_worker import build_webhook_worker, http_client
+from workers.workflows.checkpoint import AuditCheckpointWorkflow
 from workers.workflows.run import AgentRunWorkflow
 
 log = logging.getLogger("countersign.worker")
@@ -70,6 +74,18 @@ def langgraph_plugin(
     )
 
 
+def signing_key(settings: Settings) -> Ed25519PrivateKey | None:
+    """The ledger's checkpoint signing key from the settings, if one is set."""
+    if settings.audit_signing_key is None:
+        return None
+    try:
+        return load_private_key(settings.audit_signing_key.get_secret_value())
+    except BadKey as e:
+        raise ValueError(
+            f"COUNTERSIGN_AUDIT_SIGNING_KEY: {e} (make one with `countersign audit keygen`)"
+        ) from e
+
+
 def build_worker(
     client: Client,
     settings: Settings,
@@ -84,11 +100,12 @@ def build_worker(
     queue = task_queue or settings.task_queue
     plugin = langgraph_plugin(settings, sessions, store, task_queue=queue, model_for=model_for, policy=policy)
     runs, approvals = RunActivities(sessions), ApprovalActivities(sessions)
+    checkpoints = CheckpointActivities(sessions, signing_key(settings), settings.resolved_checkpoint_file())
     return Worker(
         client,
         task_queue=queue,
-        workflows=[AgentRunWorkflow],
-        activities=[runs.set_status, approvals.open, approvals.record],
+        workflows=[AgentRunWorkflow, AuditCheckpointWorkflow],
+        activities=[runs.set_status, approvals.open, approvals.record, checkpoints.checkpoint],
         plugins=[plugin],
         # After a worker dies its sticky queue would hold the next task for 10 s; fall back to the shared
         # queue quickly instead.
@@ -117,6 +134,10 @@ async def serve(settings: Settings, *, webhooks: bool = True) -> None:
             data={"version": current.version, "path": str(settings.policy_path), "rules": len(current.rules)},
         ),
     )
+    if settings.audit_signing_key is not None and settings.audit_checkpoint_seconds > 0:
+        every = timedelta(seconds=settings.audit_checkpoint_seconds)
+        sid = await ensure_checkpoint_schedule(client, settings.task_queue, every)
+        log.info("audit checkpoints every %s (schedule %s)", every, sid)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select, text, update
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncSession
 from typer.testing import CliRunner
 
 from approvals.audit import AuditEvent, verify
@@ -27,6 +28,12 @@ from tests.conftest import Stack, worker_process
 from tools.business import Customer, Order, Ticket
 
 CANARY = "CANARY-9f2c71"
+
+
+async def drop_sqlite_guards(s: AsyncSession) -> None:
+    """What an attacker with write access to the SQLite file does before tampering with the ledger."""
+    for name in list(await s.scalars(text("SELECT name FROM sqlite_master WHERE type = 'trigger'"))):
+        await s.execute(text(f"DROP TRIGGER {name}"))
 
 
 def spans_of(tree: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -183,6 +190,11 @@ async def test_sqlite_ledger_edit_or_delete_is_reported_at_the_first_broken_even
         result = await verify(s)
         assert result.ok and result.checked > 8
     async with stack.sessions() as s, s.begin():
+        # The guards refuse it; whoever can write the file can drop them first.
+        with pytest.raises(DBAPIError, match="append-only"):
+            async with s.begin_nested():
+                await s.execute(update(AuditEvent).where(AuditEvent.seq == 5).values(actor="someone else"))
+        await drop_sqlite_guards(s)
         await s.execute(update(AuditEvent).where(AuditEvent.seq == 5).values(actor="someone else"))
     async with stack.sessions() as s:
         broken = await verify(s)
@@ -246,6 +258,7 @@ async def test_export_then_verify_round_trip_and_cli(stack: Stack, db_url: str, 
     worse = await invoke("audit", "verify", "--export", str(full))
     assert worse.exit_code == 1 and f"seq {events[3]['seq']}" in worse.output
     async with stack.sessions() as s, s.begin():
+        await drop_sqlite_guards(s)
         await s.execute(update(AuditEvent).where(AuditEvent.seq == 2).values(data={"x": 1}))
     broken = await invoke("audit", "verify")
     assert broken.exit_code == 1 and "BROKEN at event seq 2" in broken.output
