@@ -12,7 +12,8 @@ import asyncio
 import json
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -35,7 +36,9 @@ from langgraph.runtime import Runtime
 from langgraph.types import interrupt
 from opentelemetry.trace import SpanKind, StatusCode
 from pydantic import ValidationError
+from temporalio import activity
 from temporalio.common import RetryPolicy
+from temporalio.exceptions import ApplicationError
 
 from agents.spec import AgentSpec
 from approvals.policy import PolicyStore, Verdict
@@ -122,6 +125,8 @@ class AgentServices:
     model_timeout: timedelta = timedelta(seconds=60)
     model_attempts: int = 3
     tool_timeout: timedelta = timedelta(seconds=30)
+    heartbeat: timedelta = timedelta(seconds=10)
+    step_deadline: timedelta = timedelta(minutes=30)
     fault_point: str = ""
     fault_marker: str = ""
 
@@ -151,6 +156,57 @@ async def _forever() -> None:
     await asyncio.Event().wait()
 
 
+def model_failures() -> int:
+    """How many attempts of this model step failed in the model itself (not by a worker crash or timeout):
+    the count travels in the activity's heartbeat details from one attempt to the next."""
+    if not activity.in_activity():
+        return 0
+    details = activity.info().heartbeat_details
+    return int(details[0]) if details and isinstance(details[0], int) else 0
+
+
+@asynccontextmanager
+async def heartbeats(*details: Any) -> AsyncIterator[None]:
+    """While an activity node runs, tell Temporal that its worker is alive. A worker that dies is noticed
+    within the heartbeat timeout, and the attempt it lost is retried without counting against the model's
+    retry budget (that budget counts model errors only: see ``model_failures``)."""
+    timeout = activity.info().heartbeat_timeout if activity.in_activity() else None
+    if timeout is None:
+        yield
+        return
+
+    async def beat() -> None:
+        while True:
+            activity.heartbeat(*details)
+            await asyncio.sleep(timeout.total_seconds() / 3)
+
+    task = asyncio.create_task(beat())
+    try:
+        yield
+    finally:
+        task.cancel()
+
+
+async def ask_model(model: Any, messages: list[BaseMessage], services: AgentServices) -> AIMessage:
+    """One model call, bounded by the model timeout. A failure counts against the step's model retry budget;
+    the last one the budget allows fails the step for good (``ModelUnavailable``)."""
+    try:
+        async with asyncio.timeout(services.model_timeout.total_seconds()):
+            ai: AIMessage = await model.ainvoke(messages)
+            return ai
+    except Exception as e:
+        failed = model_failures() + 1
+        if activity.in_activity():
+            activity.heartbeat(failed)  # the next attempt reads it back
+        if failed >= services.model_attempts:
+            raise ApplicationError(
+                f"the model failed {failed} times; last: {type(e).__name__}: {e}",
+                type="ModelUnavailable",
+                non_retryable=True,
+            ) from e
+        raise
+
+
 def _last_ai(messages: Sequence[BaseMessage]) -> AIMessage | None:
     for m in reversed(messages):
         if isinstance(m, AIMessage):
@@ -173,8 +229,9 @@ async def call_model(
 ) -> dict[str, Any]:
     """Ask the model for its next message; a message with no tool calls finishes the run."""
     services, spec = _bound(config)
-    update, events = await _model_turn(services, spec, state, runtime.context)
-    await services.events(runtime.context, events)
+    async with heartbeats(model_failures()):
+        update, events = await _model_turn(services, spec, state, runtime.context)
+        await services.events(runtime.context, events)
     return update
 
 
@@ -186,13 +243,14 @@ async def think(state: AgentState, runtime: Runtime[RunContext], config: Runnabl
     """
     services, spec = _bound(config)
     ctx = runtime.context
-    update, events = await _model_turn(services, spec, state, ctx)
-    ai = update["messages"][-1] if update.get("messages") else None
-    if isinstance(ai, AIMessage) and ai.tool_calls and not update.get("stopped"):
-        verdicts, more = await _verdicts(services, spec, ctx, ai)
-        update |= {"verdicts": verdicts, "decisions": {}}
-        events += more
-    await services.events(ctx, events)
+    async with heartbeats(model_failures()):
+        update, events = await _model_turn(services, spec, state, ctx)
+        ai = update["messages"][-1] if update.get("messages") else None
+        if isinstance(ai, AIMessage) and ai.tool_calls and not update.get("stopped"):
+            verdicts, more = await _verdicts(services, spec, ctx, ai)
+            update |= {"verdicts": verdicts, "decisions": {}}
+            events += more
+        await services.events(ctx, events)
     return update
 
 
@@ -219,7 +277,8 @@ async def _model_turn(
         RUN_ID: ctx["run_id"],
     }
     with tracer().start_as_current_span(f"chat {name}", kind=SpanKind.CLIENT, attributes=attributes) as span:
-        ai = await model.ainvoke([SystemMessage(spec.prompt), *messages])
+        await services.fault("in_model")
+        ai = await ask_model(model, [SystemMessage(spec.prompt), *messages], services)
         meta: dict[str, Any] = dict(ai.usage_metadata or {})
         tokens_in, tokens_out = int(meta.get("input_tokens", 0)), int(meta.get("output_tokens", 0))
         cost = services.cost(label, tokens_in, tokens_out)
@@ -418,6 +477,13 @@ async def run_tools(
     state: AgentState, runtime: Runtime[RunContext], config: RunnableConfig
 ) -> dict[str, Any]:
     """Run allowed and approved calls with exactly the approved arguments; explain every call not run."""
+    async with heartbeats():
+        return await _run_tools(state, runtime, config)
+
+
+async def _run_tools(
+    state: AgentState, runtime: Runtime[RunContext], config: RunnableConfig
+) -> dict[str, Any]:
     services, spec = _bound(config)
     granted = spec.tools()
     ctx = runtime.context
@@ -543,7 +609,9 @@ def build_graph(spec: AgentSpec, services: AgentServices, version: int = 2) -> S
     sid = f"{services.task_queue}:{spec.name}"
     _SERVICES[sid] = (services, spec)
     bind = {_META_KEY: sid}
-    retry = RetryPolicy(maximum_attempts=services.model_attempts)
+    # Attempts are unlimited within the step deadline: a worker crash costs an attempt but no model retry;
+    # model errors are counted by the step itself (``ask_model``) and stop it after ``model_attempts``.
+    retry = RetryPolicy(maximum_interval=timedelta(seconds=10))
     g: StateGraph[Any, Any, Any, Any] = StateGraph(AgentState, context_schema=RunContext)
     # LangGraph's stubs lack an overload for (state, runtime, config) nodes, which it runs fine.
     g.add_node(  # type: ignore[call-overload]
@@ -552,7 +620,9 @@ def build_graph(spec: AgentSpec, services: AgentServices, version: int = 2) -> S
         metadata={
             **bind,
             "execute_in": "activity",
-            "start_to_close_timeout": services.model_timeout,
+            "start_to_close_timeout": services.model_timeout + timedelta(seconds=30),
+            "heartbeat_timeout": services.heartbeat,
+            "schedule_to_close_timeout": services.step_deadline,
             "retry_policy": retry,
             "summary": f"{spec.name}: model",
         },
@@ -576,6 +646,7 @@ def build_graph(spec: AgentSpec, services: AgentServices, version: int = 2) -> S
             **bind,
             "execute_in": "activity",
             "start_to_close_timeout": services.tool_timeout,
+            "heartbeat_timeout": services.heartbeat,
             "summary": "run tools",
         },
     )

@@ -42,6 +42,10 @@ class Settings(BaseSettings):
     model_timeout_seconds: float = 60.0
     model_max_attempts: int = Field(default=3, ge=1, le=10)
     tool_timeout_seconds: float = 30.0
+    # Activity steps heartbeat this often (a third of it): a dead worker's step is retried after this long.
+    activity_heartbeat_seconds: float = Field(default=10.0, gt=0)
+    # A model step is retried after worker crashes for at most this long; model errors count separately.
+    step_deadline_seconds: float = Field(default=1800.0, gt=0)
     # Demo mode for the demo systems of record: each run sees them as seeded plus its own changes, so demo
     # runs, benchmarks and evals repeat exactly (`countersign dev` turns it on). Never for real records.
     demo_sandbox: bool = False

@@ -62,6 +62,8 @@ def langgraph_plugin(
         model_timeout=timedelta(seconds=settings.model_timeout_seconds),
         model_attempts=settings.model_max_attempts,
         tool_timeout=timedelta(seconds=settings.tool_timeout_seconds),
+        heartbeat=timedelta(seconds=settings.activity_heartbeat_seconds),
+        step_deadline=timedelta(seconds=settings.step_deadline_seconds),
         fault_point=settings.fault_point,
         fault_marker=settings.fault_marker,
     )

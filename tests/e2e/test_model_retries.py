@@ -1,0 +1,78 @@
+"""A model step's retry budget counts model errors only: worker crashes during the step never use it up."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from langchain_core.messages import AIMessage, BaseMessage
+
+from agents.scripted import ScriptedChatModel
+from tests.conftest import wait_for_file, worker_process
+
+pytestmark = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+
+FAST = {"COUNTERSIGN_ACTIVITY_HEARTBEAT_SECONDS": "1"}
+
+
+def kill(proc: subprocess.Popen[bytes]) -> None:
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+async def test_three_worker_crashes_in_one_model_step_do_not_fail_the_run(
+    make_stack: Any, db_url: str, tmp_path: Path
+) -> None:
+    """Before heartbeats, each crash used one of the step's 3 attempts: the third failed the run."""
+    procs: list[subprocess.Popen[bytes]] = []
+    async with make_stack(db_url, worker=False) as stack:
+        try:
+            doomed = worker_process(
+                stack,
+                COUNTERSIGN_FAULT_POINT="in_model",
+                COUNTERSIGN_FAULT_MARKER=str(tmp_path / "m0"),
+                **FAST,
+            )
+            procs.append(doomed)
+            run = await stack.start("support_drafting", {"ticket_id": "T-1001"})
+            for n in range(1, 4):
+                await wait_for_file(tmp_path / f"m{n - 1}", doomed)
+                # The next worker hangs at the same point too, until the third crash; then a healthy one.
+                fault = {
+                    "COUNTERSIGN_FAULT_POINT": "in_model",
+                    "COUNTERSIGN_FAULT_MARKER": str(tmp_path / f"m{n}"),
+                }
+                nxt = worker_process(stack, **(fault if n < 3 else {}), **FAST)
+                procs.append(nxt)
+                kill(doomed)
+                doomed = nxt
+            done = await stack.result(run["id"])
+        finally:
+            for p in procs:
+                if p.poll() is None:
+                    kill(p)
+        assert done["status"] == "completed", done
+        assert [(tmp_path / f"m{n}").exists() for n in range(4)] == [True, True, True, False]
+
+
+async def test_model_errors_stop_the_step_after_the_configured_attempts(make_stack: Any, db_url: str) -> None:
+    calls: list[int] = []
+
+    def down(messages: list[BaseMessage]) -> AIMessage:
+        calls.append(len(messages))
+        raise RuntimeError("provider answered 503")
+
+    model_for = lambda spec: ScriptedChatModel(playbook=down)  # noqa: E731
+    async with make_stack(
+        db_url, model_for=model_for, activity_heartbeat_seconds=1, model_max_attempts=2
+    ) as stack:
+        run = await stack.start("support_drafting", {"ticket_id": "T-1001"})
+        done = await stack.wait_status(run["id"], {"failed", "completed"})
+    assert done["status"] == "failed"
+    assert done["error"]["reason"] == "step_failed"
+    assert "the model failed 2 times" in done["error"]["message"] and "503" in done["error"]["message"]
+    assert len(calls) == 2
