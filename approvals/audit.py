@@ -15,11 +15,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import BigInteger, Integer, String, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
-from countersign.db import Base, utcnow
+from countersign.db import Base, insert_ignore, utcnow
 
 GENESIS = "0" * 64
 BIGINT = BigInteger().with_variant(Integer(), "sqlite")
@@ -94,14 +93,8 @@ class NewEvent:
 
 async def append(session: AsyncSession, event: NewEvent) -> AuditEvent | None:
     """Append one event in the caller's transaction; returns None when an event with that id exists."""
-    bind = session.get_bind()
-    if bind.dialect.name == "postgresql":
-        insert = postgresql.insert
-    else:
-        insert = sqlite.insert  # type: ignore[assignment]
-    await session.execute(
-        insert(AuditHead).values(id=1, seq=0, hash=GENESIS).on_conflict_do_nothing(index_elements=["id"])
-    )
+    dialect = session.get_bind().dialect.name
+    await session.execute(insert_ignore(dialect, AuditHead, {"id": 1, "seq": 0, "hash": GENESIS}, ["id"]))
     # Lock the head before reading anything else, so two writers cannot both chain onto the same event.
     await session.execute(update(AuditHead).where(AuditHead.id == 1).values(seq=AuditHead.seq))
     head = (await session.execute(select(AuditHead).where(AuditHead.id == 1))).scalar_one()

@@ -59,3 +59,14 @@ class ApprovalDecision(Base):
     message: Mapped[str | None] = mapped_column(Text)
     result_status: Mapped[str] = mapped_column(String(20))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class DecisionClaim(Base):
+    """Which delivery of a decision came first: concurrent identical POSTs all reach the one Temporal Update,
+    and only the one that claimed its id answers 201 (the others 200, with the same outcome)."""
+
+    __tablename__ = "decision_claims"
+
+    decision_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    request_id: Mapped[str] = mapped_column(String(36))
+    claimed_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

@@ -243,7 +243,10 @@ def keys_revoke(
     from countersign.models import ApiKey
 
     settings = Settings()
-    prefix = key.split("_")[1] if key.startswith(KEY_PREFIX) and key.count("_") >= 2 else key
+    key = key.strip()
+    # Whatever an operator copies: the prefix `keys list` prints, the key's visible start (cs_<prefix>), or
+    # the whole key.
+    prefix = key.removeprefix(KEY_PREFIX).split("_", 1)[0]
 
     async def go() -> str | None:
         engine = make_engine(settings.resolved_database_url())
@@ -268,7 +271,7 @@ def keys_revoke(
 
     done = asyncio.run(go())
     if done is None:
-        _fail(f"key: no key with prefix {prefix!r}", 1)
+        _fail(f"key: no key with prefix {prefix!r} (see `countersign keys list`)", 1)
     typer.echo(f"revoked {done}")
 
 

@@ -64,6 +64,16 @@ def utcnow() -> dt.datetime:
 SQLITE_BUSY_TIMEOUT_SECONDS = 5.0
 
 
+def insert_ignore(
+    dialect: str, table: Any, rows: dict[str, Any] | list[dict[str, Any]], keys: list[str]
+) -> Any:
+    """``INSERT ... ON CONFLICT (keys) DO NOTHING`` for the dialect (PostgreSQL or SQLite)."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return insert(table).values(rows).on_conflict_do_nothing(index_elements=keys)
+
+
 def make_engine(url: str) -> AsyncEngine:
     """An async engine. SQLite gets its folder, WAL, a busy timeout and one writer at a time.
 

@@ -24,11 +24,10 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, Spa
 from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 from sqlalchemy import JSON, Index, String, Text, delete
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from countersign.db import Base, make_engine, utcnow
+from countersign.db import Base, insert_ignore, make_engine, utcnow
 
 log = logging.getLogger("countersign.telemetry")
 
@@ -84,8 +83,7 @@ def _row(span: ReadableSpan) -> dict[str, Any]:
 
 
 def _insert_spans(dialect: str, rows: list[dict[str, Any]]) -> Any:
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    return insert(SpanRecord).values(rows).on_conflict_do_nothing(index_elements=["trace_id", "span_id"])
+    return insert_ignore(dialect, SpanRecord, rows, ["trace_id", "span_id"])
 
 
 async def store_span(session: AsyncSession, span: ReadableSpan) -> None:

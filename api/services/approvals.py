@@ -11,7 +11,7 @@ from typing import Any
 from opentelemetry import trace
 from opentelemetry.trace import Link
 from pydantic import ValidationError
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
@@ -31,9 +31,10 @@ from api.errors import (
 )
 from api.schemas import ApprovalRead, DecisionCreate, DecisionRead, DecisionResult, Page
 from api.services import pagination
-from approvals.models import ApprovalDecision, ApprovalRequest
+from approvals.models import ApprovalDecision, ApprovalRequest, DecisionClaim
 from approvals.policy import PolicyStore
 from countersign import telemetry
+from countersign.db import insert_ignore
 from countersign.models import Run
 from tools.registry import get_tool
 from workers.contracts import DecisionIn, DecisionOutcome
@@ -174,6 +175,12 @@ async def decide(
     )
     handle = temporal.get_workflow_handle(f"run-{req.run_id}")
     run = await s.get(Run, req.run_id)
+    # Identical POSTs racing each other all reach the one Temporal Update (same id); the one that claims
+    # the decision id first is the one that created it (201), the others are replays (200).
+    claim = insert_ignore(
+        s.get_bind().dialect.name, DecisionClaim, {"decision_id": did, "request_id": req.id}, ["decision_id"]
+    )
+    first = bool((await s.execute(claim)).rowcount)  # type: ignore[attr-defined]
     await s.commit()  # no transaction across the RPC: the worker must write while the update waits
     try:
         with _in_run_trace(run, req, who, body):
@@ -183,18 +190,27 @@ async def decide(
         landed = await _recorded(s, did, req) if isinstance(cause, ApplicationError) else None
         if landed is not None:
             # Delivered twice (a worker died while it was in flight): this decision is the one on record.
-            return landed, True
+            return landed, first
+        await _unclaim(s, did, first)
         if isinstance(cause, ApplicationError) and cause.type in _REFUSALS:
             raise _REFUSALS[cause.type](cause.message) from e
         raise AlreadyDecided(str(cause or e)) from e
     except RPCError as e:
+        await _unclaim(s, did, first)
         if e.status in TRANSIENT_RPC:
             raise Unavailable(
                 f"Temporal did not take the decision ({e.status.name}); retry it", headers=RETRY_AFTER
             ) from e
         # The workflow is gone (completed, cancelled) or the update was refused by its validator.
         raise AlreadyDecided(f"the run no longer accepts decisions: {e.message}") from e
-    return DecisionResult(**outcome.model_dump()), True
+    return DecisionResult(**outcome.model_dump()), first
+
+
+async def _unclaim(s: AsyncSession, did: str, first: bool) -> None:
+    """The decision did not land: a retry of it is the first delivery that counts (201), not a replay."""
+    if first:
+        await s.execute(delete(DecisionClaim).where(DecisionClaim.decision_id == did))
+        await s.commit()
 
 
 async def _recorded(s: AsyncSession, did: str, req: ApprovalRequest) -> DecisionResult | None:

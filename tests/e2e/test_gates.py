@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -152,6 +153,22 @@ async def test_fifty_concurrent_decisions_have_exactly_one_outcome(stack: Stack)
     shown = (await stack.http.get(f"/v1/approvals/{item['id']}", headers=stack.auth("alice"))).json()
     assert len(shown["decisions"]) == 1
     assert len(await refunds(stack)) == (1 if shown["status"] == "approved" else 0)
+
+
+async def test_identical_concurrent_decisions_answer_201_once_and_200_for_the_replays(stack: Stack) -> None:
+    run = await stack.start("support_drafting", {"ticket_id": "T-1002"})
+    [item] = await stack.pending(run["id"])
+    responses = await asyncio.gather(
+        *(decide(stack, item, "alice", reason="damaged base") for _ in range(20))
+    )
+    codes = sorted(r.status_code for r in responses)
+    assert codes == [200] * 19 + [201], codes
+    assert len({json.dumps(r.json(), sort_keys=True) for r in responses}) == 1
+    assert responses[0].json()["request_status"] == "approved"
+    await stack.result(run["id"])
+    assert len(await refunds(stack)) == 1
+    again = await decide(stack, item, "alice", reason="damaged base")
+    assert again.status_code == 200 and again.json() == responses[0].json()
 
 
 def _parallel_refunds(messages: Sequence[BaseMessage]) -> AIMessage:

@@ -156,3 +156,21 @@ async def test_webhooks_from_the_cli(stack: Stack) -> None:
     assert removed.returncode == 0 and endpoint_id in removed.stdout
     after = await asyncio.to_thread(cli, stack, "webhooks", "list", "--tenant", "north")
     assert endpoint_id not in after.stdout
+
+
+async def test_keys_revoke_accepts_what_keys_list_prints(stack: Stack) -> None:
+    made = []
+    for _ in range(3):
+        header, prefix = await _key(stack, "north", "trigger")
+        made.append((header["Authorization"].removeprefix("Bearer "), prefix))
+    listed = await asyncio.to_thread(cli, stack, "keys", "list", "--tenant", "north")
+    printed = [line.split()[0] for line in listed.stdout.splitlines()[1:]]
+    assert sorted(printed) == sorted(p for _, p in made)
+    # The printed prefix, the key's visible start, and the whole key all name the key.
+    for (secret, prefix), form in zip(made, ("{p}", "cs_{p}", "{k}"), strict=True):
+        done = await asyncio.to_thread(cli, stack, "keys", "revoke", form.format(p=prefix, k=secret))
+        assert done.returncode == 0 and f"revoked {prefix}" in done.stdout, done.stderr
+        r = await stack.http.get("/v1/runs", headers={"Authorization": f"Bearer {secret}"})
+        assert r.status_code == 401
+    unknown = await asyncio.to_thread(cli, stack, "keys", "revoke", "cs_00000000")
+    assert unknown.returncode == 1 and "'00000000'" in unknown.stderr
