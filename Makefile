@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install run test bench lint lock clean
+.PHONY: install run test bench chaos lint lock clean
 
 $(BIN)/uv:
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,11 @@ test: install
 # Countersign's default stack against a bare Temporal workflow on the same server (ratios; see README).
 bench: install
 	$(BIN)/python -m bench.bench
+
+# Faults injected into a running stack (worker kills, Temporal restart, database outage, decision races,
+# Temporal down) on SQLite and PostgreSQL, 100 gated runs each; prints the invariants as figures.
+chaos: install
+	$(BIN)/python -m chaos --backend both --runs 100 --kills 10 --decisions 50
 
 lock: $(BIN)/uv
 	$(BIN)/uv lock

@@ -25,7 +25,7 @@ from approvals.policy import PolicyStore
 from countersign import telemetry
 from countersign.db import make_engine, read_only, session_factory
 from countersign.settings import Settings
-from workers.client import connect
+from workers.client import API_RETRIES, connect
 
 log = logging.getLogger("countersign.api")
 
@@ -125,7 +125,7 @@ def create_app(
         app.state.temporal = temporal
         if temporal is None:
             try:
-                app.state.temporal = await connect(settings)
+                app.state.temporal = await connect(settings, retry=API_RETRIES)
             except Exception as e:  # readyz reports it; runs fail with 503 until Temporal is back
                 log.warning("Temporal not reachable at start-up: %s", e)
         yield

@@ -7,6 +7,7 @@ from importlib.metadata import version
 from temporalio.client import Client
 from temporalio.contrib.opentelemetry import TracingInterceptor
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import RetryConfig
 
 from countersign.settings import Settings
 
@@ -14,7 +15,12 @@ from countersign.settings import Settings
 BUILD_ID = f"countersign-{version('countersign')}"
 
 
-async def connect(settings: Settings, address: str | None = None) -> Client:
+# The API answers a person or a system that is waiting: when Temporal is unreachable it says so (503) within a
+# couple of seconds instead of retrying for the SDK's default ten, and the caller retries.
+API_RETRIES = RetryConfig(max_elapsed_time_millis=2000, max_retries=5)
+
+
+async def connect(settings: Settings, address: str | None = None, retry: RetryConfig | None = None) -> Client:
     """Connect to Temporal (the dev server, a cluster or Temporal Cloud) as the settings say."""
     return await Client.connect(
         address or settings.resolved_temporal_address(),
@@ -23,6 +29,7 @@ async def connect(settings: Settings, address: str | None = None) -> Client:
         tls=settings.temporal_tls or bool(settings.temporal_api_key),
         data_converter=pydantic_data_converter,
         interceptors=[TracingInterceptor()],
+        retry_config=retry or RetryConfig(),
     )
 
 

@@ -1,0 +1,1 @@
+"""The chaos suite (``make chaos``): faults injected into a running stack, invariants checked after."""
