@@ -430,8 +430,11 @@ async def _verdicts(
                 "approval.rule": verdict.rule,
                 "approval.policy_version": verdict.policy_version,
             },
-        ):
-            pass
+        ) as span:
+            if verdict.error:
+                # The policy failed closed: say why, so the rule can be fixed.
+                span.set_attribute("approval.error", verdict.error)
+                span.set_status(StatusCode.ERROR, "policy condition could not be evaluated")
         data = {
             "tool": call["name"],
             "tool_call_id": call_id,
@@ -439,6 +442,7 @@ async def _verdicts(
             "verdict": verdict.outcome,
             "rule": verdict.rule,
             "policy_version": verdict.policy_version,
+            **({"policy_error": verdict.error} if verdict.error else {}),
         }
         events.append(LedgerEntry(id=f"{ctx['run_id']}:{call_id}:proposed", type="tool.proposed", data=data))
         if verdict.outcome == "deny":

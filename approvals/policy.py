@@ -10,10 +10,17 @@ Evaluation:
 - ``when`` sees ``args`` (the tool arguments, as their JSON form), ``agent``, ``tenant``, ``caller`` and
   ``tool``. Numbers compare by value whatever their JSON type, so ``args.amount > 100`` holds for both
   ``250`` and ``250.0`` (plain CEL refuses to compare an int with a double).
-- A ``when`` that fails at run time (a missing key such as ``args.amount``, a type error) or yields
-  anything but a boolean does **not** match, and evaluation goes on with the next rule; nothing is
-  recorded. Write policies so that falling through is safe: put the narrow ``allow`` first and end each
-  tool's block with an unconditional rule that asks for approval.
+- Evaluation fails closed. A ``when`` that fails at run time (a missing key such as ``args.amout``, a type
+  error) or yields anything but a boolean stops evaluation: the call requires approval from
+  ``defaults`` (rule ``<id>``, or ``deny`` where the rule says ``on_error: deny``, and ``deny`` when the
+  policy has no defaults), with the error recorded in the verdict. A later ``allow`` is never reached.
+- Arguments are checked before any rule runs: only JSON (no NaN or infinities, bytes or sets), at most
+  ``MAX_ARGS_BYTES`` as JSON and ``MAX_DEPTH`` levels deep; anything else is denied with the reason. A
+  condition is at most ``MAX_CONDITION_CHARS`` long, so evaluation is bounded by both sizes.
+- A glob ``allow`` rule matches read tools only: a write tool named ``get_...`` is not allowed by
+  ``tool: "get_*"`` unless the rule says ``kind: write`` (or ``any``). Rules naming one tool exactly, and
+  deny and approval rules (which can only make a call safer), match tools of any kind unless ``kind`` says
+  otherwise.
 - When no rule matches, read tools are allowed (rule ``default:read``) and write tools require approval
   from ``defaults.roles`` (rule ``default:write``). A policy without ``defaults`` denies unmatched write
   tools instead, since there is nobody to ask.
@@ -82,6 +89,10 @@ DEFAULT_TTL_SECONDS = 24 * 3600
 DEFAULT_READ_RULE = "default:read"
 DEFAULT_WRITE_RULE = "default:write"
 CEL_VARIABLES = ("args", "agent", "tenant", "caller", "tool")
+GUARD_RULE = "guard:input"
+MAX_ARGS_BYTES = 64 * 1024
+MAX_DEPTH = 20
+MAX_CONDITION_CHARS = 2000
 
 
 class PolicyError(Exception):
@@ -105,6 +116,7 @@ class Verdict:
     remind_after_seconds: int | None = None
     escalate_after_seconds: int | None = None
     escalate_to: tuple[str, ...] = ()
+    error: str | None = None  # a condition that could not be evaluated: the verdict is the fail-closed one
 
     def to_dict(self) -> dict[str, Any]:
         """A plain, JSON-ready dict (tuples become lists)."""
@@ -175,8 +187,20 @@ class _Model(BaseModel):
 class _RuleBase(_Model):
     id: StrictStr = Field(min_length=1)
     tool: StrictStr = Field(min_length=1)
-    when: StrictStr | None = None
+    when: StrictStr | None = Field(default=None, max_length=MAX_CONDITION_CHARS)
     description: StrictStr | None = None
+    # The kinds of tool the rule matches; unset: any, except that a glob `allow` matches read tools only.
+    kind: Literal["read", "write", "any"] | None = None
+    # What a `when` that cannot be evaluated means: ask the policy's default approvers, or refuse.
+    on_error: Literal["require_approval", "deny"] = "require_approval"
+
+    def matches_kind(self, kind: str) -> bool:
+        """Whether the rule applies to a tool of this kind."""
+        wanted = self.kind
+        if wanted is None:
+            glob = any(c in self.tool for c in "*?[")
+            wanted = "read" if glob and isinstance(self, AllowRule) else "any"
+        return wanted in ("any", kind)
 
     @field_validator("id")
     @classmethod
@@ -311,13 +335,46 @@ def _json_default(value: Any) -> Any:
     return to_jsonable_python(value)
 
 
-def _args_to_cel(args: Mapping[str, Any]) -> Any:
-    """The CEL value of ``args`` via its JSON form (what workflow history records), or None if impossible."""
+def _strict_json(value: Any) -> Any:
+    # Money is often a Decimal; anything else that is not JSON (bytes, sets, objects) is refused, not
+    # coerced: the policy must judge exactly what workflow history will record.
+    if isinstance(value, decimal.Decimal) and value.is_finite():
+        return float(value)
+    raise TypeError(f"{type(value).__name__} is not a JSON value")
+
+
+def _depth(value: Any, limit: int) -> int:
+    depth, level = 0, [value]
+    while level:
+        depth += 1
+        if depth > limit:
+            return depth
+        level = [
+            child
+            for item in level
+            if isinstance(item, dict | list)
+            for child in (item.values() if isinstance(item, dict) else item)
+        ]
+    return depth
+
+
+def _args_problem(args: object) -> tuple[str | None, Any]:
+    """(why the arguments cannot be judged, or None; their CEL value when they can)."""
+    if not isinstance(args, Mapping):
+        return f"arguments must be an object, not {type(args).__name__}", None
     try:
-        plain = json.loads(json.dumps(args, default=_json_default))
-        return json_to_cel(plain)
-    except (TypeError, ValueError, OverflowError, RecursionError):
-        return None
+        text = json.dumps(args, default=_strict_json, allow_nan=False)
+    except (TypeError, ValueError, OverflowError, RecursionError) as exc:
+        return f"arguments are not plain JSON: {exc}", None
+    if len(text.encode()) > MAX_ARGS_BYTES:
+        return f"arguments are larger than {MAX_ARGS_BYTES} bytes as JSON", None
+    plain = json.loads(text)
+    if _depth(plain, MAX_DEPTH) > MAX_DEPTH:
+        return f"arguments are nested deeper than {MAX_DEPTH} levels", None
+    try:
+        return None, json_to_cel(plain)
+    except (ValueError, OverflowError) as exc:  # integers beyond 64 bits
+        return f"arguments hold a value the policy cannot represent: {exc}", None
 
 
 # --- Policy ------------------------------------------------------------------------------------------------
@@ -392,37 +449,75 @@ class Policy:
         tenant: str,
         caller: str,
     ) -> Verdict:
-        """The verdict of the first matching rule, or the default for the tool's kind."""
-        activation: dict[str, Any] | None = None
+        """The verdict of the first matching rule, or the default for the tool's kind; fails closed."""
+        if not isinstance(tool, str) or not tool:
+            return self._refuse(f"the tool name must be a non-empty string, not {tool!r:.80}")
+        problem, cel_args = _args_problem(args)
+        if problem is not None:
+            return self._refuse(problem)
+        # Anything not declared a read is treated as a write: the unsafe mistake is the other way round.
+        kind = "read" if kind == "read" else "write"
+        activation = {
+            "args": cel_args,
+            "agent": celtypes.StringType(str(agent)),
+            "tenant": celtypes.StringType(str(tenant)),
+            "caller": celtypes.StringType(str(caller)),
+            "tool": celtypes.StringType(tool),
+        }
         for item in self._compiled:
-            if not fnmatch.fnmatchcase(tool, item.rule.tool):
+            if not fnmatch.fnmatchcase(tool, item.rule.tool) or not item.rule.matches_kind(kind):
                 continue
             if item.program is not None:
-                if activation is None:
-                    activation = {
-                        "args": _args_to_cel(args),
-                        "agent": celtypes.StringType(agent),
-                        "tenant": celtypes.StringType(tenant),
-                        "caller": celtypes.StringType(caller),
-                        "tool": celtypes.StringType(tool),
-                    }
-                if not _condition_holds(item, activation):
+                try:
+                    holds = _condition_holds(item, activation)
+                except _ConditionError as exc:
+                    return self._failed_closed(item.rule, str(exc))
+                if not holds:
                     continue
             return item.verdict
-        # Anything not declared a read is treated as a write: the unsafe mistake is the other way round.
         return self._default_read if kind == "read" else self._default_write
+
+    def _refuse(self, reason: str) -> Verdict:
+        logger.warning("policy: call refused before any rule ran: %s", reason)
+        return Verdict(
+            outcome="deny", rule=GUARD_RULE, policy_version=self.version, reason=reason, error=reason
+        )
+
+    def _failed_closed(self, rule: Rule, error: str) -> Verdict:
+        """The verdict when ``rule``'s condition cannot be evaluated: never an allow."""
+        logger.warning("policy rule %s: condition could not be evaluated, failing closed: %s", rule.id, error)
+        message = f"condition of rule {rule.id} could not be evaluated: {error}"
+        if rule.on_error == "deny" or self.defaults is None:
+            return Verdict(
+                outcome="deny", rule=rule.id, policy_version=self.version, reason=message, error=error
+            )
+        return Verdict(
+            outcome="require_approval",
+            rule=rule.id,
+            policy_version=self.version,
+            reason=message,
+            roles=self.defaults.roles,
+            quorum=self.defaults.quorum,
+            ttl_seconds=self.defaults.ttl,
+            error=error,
+        )
+
+
+class _ConditionError(Exception):
+    """A ``when`` that failed at run time or yielded something other than a boolean."""
 
 
 def _condition_holds(item: _CompiledRule, activation: dict[str, Any]) -> bool:
     assert item.program is not None
-    if activation["args"] is None:
-        return False  # arguments with no JSON form: no condition can be judged
     try:
         result = item.program.evaluate(activation)
     except Exception as exc:  # celpy raises CELEvalError, but a Python error can leak from its internals
-        logger.debug("policy rule %s: condition failed, rule skipped: %s", item.rule.id, exc)
-        return False
-    return isinstance(result, celtypes.BoolType) and bool(result)
+        raise _ConditionError(f"{type(exc).__name__}: {str(exc)[:300]}") from exc
+    if isinstance(result, Exception):  # celpy can return its error value instead of raising it
+        raise _ConditionError(f"{type(result).__name__}: {str(result)[:300]}")
+    if not isinstance(result, celtypes.BoolType):
+        raise _ConditionError(f"the condition yielded {type(result).__name__}, not a boolean")
+    return bool(result)
 
 
 # --- Loading -----------------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import decimal
+import functools
 import hashlib
 import json
 import os
@@ -294,10 +295,13 @@ def test_booleans_are_not_numbers() -> None:
           outcome: allow
         """
     )
-    assert decide(policy, "t", {"flag": True}).rule == "default:write"
+    verdict = decide(policy, "t", {"flag": True})
+    assert (verdict.rule, verdict.outcome) == ("hit", "require_approval") and "overload" in (
+        verdict.error or ""
+    )
 
 
-def test_missing_argument_does_not_crash_and_the_next_rule_decides() -> None:
+def test_a_missing_argument_fails_closed_never_reaching_a_later_rule() -> None:
     policy = make(
         """
         - id: needs-amount
@@ -310,8 +314,30 @@ def test_missing_argument_does_not_crash_and_the_next_rule_decides() -> None:
           roles: ["approver:finance"]
         """
     )
-    assert decide(policy, "issue_refund", {"order_id": "o-1"}).rule == "catch-all"
-    assert decide(policy, "issue_refund", {}).rule == "catch-all"
+    for args in ({"order_id": "o-1"}, {}):
+        verdict = decide(policy, "issue_refund", args)
+        assert (verdict.rule, verdict.outcome) == ("needs-amount", "require_approval")
+        assert verdict.roles == ("approver:support",) and "amount" in (verdict.error or "")
+
+
+def test_a_failing_deny_rule_above_an_allow_never_lets_the_call_through() -> None:
+    policy = make(
+        """
+        - id: no-big
+          tool: t
+          when: args.amout > 100
+          outcome: deny
+          on_error: deny
+        - id: rest
+          tool: t
+          outcome: allow
+        """
+    )
+    verdict = decide(policy, "t", {"amount": 5000})
+    assert (verdict.rule, verdict.outcome) == ("no-big", "deny")
+    assert "amout" in (verdict.error or "") and "could not be evaluated" in (verdict.reason or "")
+    no_defaults = parse_policy("rules:\n- {id: x, tool: t, when: args.nope, outcome: allow}\n", ROLES)
+    assert decide(no_defaults, "t", {"a": 1}).outcome == "deny"
 
 
 @pytest.mark.parametrize(
@@ -323,7 +349,7 @@ def test_missing_argument_does_not_crash_and_the_next_rule_decides() -> None:
         "args.amount / 0 > 1",
     ],
 )
-def test_conditions_that_fail_or_are_not_boolean_do_not_match(condition: str) -> None:
+def test_conditions_that_fail_or_are_not_boolean_fail_closed(condition: str) -> None:
     policy = make(
         f"""
         - id: odd
@@ -332,10 +358,63 @@ def test_conditions_that_fail_or_are_not_boolean_do_not_match(condition: str) ->
           outcome: allow
         """
     )
-    assert decide(policy, "t", {"amount": 5, "note": "hi"}).rule == "default:write"
+    verdict = decide(policy, "t", {"amount": 5, "note": "hi"})
+    assert (verdict.rule, verdict.outcome) == ("odd", "require_approval") and verdict.error
 
 
-def test_args_without_a_json_form_skip_conditions_but_not_plain_rules() -> None:
+@pytest.mark.parametrize(
+    ("args", "problem"),
+    [
+        ({"x": object()}, "not plain JSON"),
+        ({"x": b"bytes"}, "not plain JSON"),
+        ({"x": {1, 2}}, "not plain JSON"),
+        ({"x": float("nan")}, "not plain JSON"),
+        ({"x": float("inf")}, "not plain JSON"),
+        ({"x": "y" * 70_000}, "larger than"),
+        ({"x": functools.reduce(lambda acc, _: [acc], range(30), [])}, "deeper than"),
+        ("not an object", "must be an object"),
+        (["a", "list"], "must be an object"),
+    ],
+)
+def test_arguments_that_cannot_be_judged_are_denied_before_any_rule(args: Any, problem: str) -> None:
+    policy = make(
+        """
+        - id: everything
+          tool: t
+          outcome: allow
+        """
+    )
+    verdict = decide(policy, "t", args)
+    assert (verdict.rule, verdict.outcome) == ("guard:input", "deny") and problem in (verdict.reason or "")
+
+
+@pytest.mark.parametrize("tool", [None, 42, "", ["t"]])
+def test_a_tool_name_that_is_not_a_string_is_denied_not_a_crash(tool: Any) -> None:
+    verdict = decide(make("- {id: all, tool: '*', outcome: allow}"), tool, {})
+    assert (verdict.rule, verdict.outcome) == ("guard:input", "deny")
+
+
+def test_a_read_glob_does_not_allow_a_write_tool_of_that_name() -> None:
+    policy = make(
+        """
+        - id: reads
+          tool: "get_*"
+          outcome: allow
+        - id: named
+          tool: get_and_delete
+          kind: write
+          when: args.n < 3
+          outcome: allow
+        """
+    )
+    assert decide(policy, "get_order", {}, kind="read").rule == "reads"
+    assert decide(policy, "get_and_wipe", {}, kind="write").rule == "default:write"
+    assert decide(policy, "get_and_delete", {"n": 1}, kind="write").rule == "named"
+    wide = make("- {id: w, tool: 'get_*', kind: write, outcome: allow}")
+    assert decide(wide, "get_and_wipe", {}, kind="write").rule == "w"
+
+
+def test_args_with_non_json_values_are_refused_but_uuids_and_decimals_pass() -> None:
     policy = make(
         """
         - id: conditional
@@ -347,9 +426,10 @@ def test_args_without_a_json_form_skip_conditions_but_not_plain_rules() -> None:
           outcome: deny
         """
     )
-    assert decide(policy, "t", {"x": object()}).rule == "plain"
-    assert decide(policy, "t", {"x": 10**40}).rule == "plain"  # beyond CEL's int64
-    assert decide(policy, "t", {"x": uuid.uuid4()}).rule == "conditional"  # UUIDs become strings
+    assert decide(policy, "t", {"x": object()}).rule == "guard:input"
+    assert decide(policy, "t", {"x": 10**40}).rule == "guard:input"  # beyond CEL's int64
+    assert decide(policy, "t", {"x": decimal.Decimal("12.50")}).rule == "conditional"
+    assert decide(policy, "t", {"x": str(uuid.uuid4())}).rule == "conditional"
 
 
 # --- validation at load -----------------------------------------------------------------------------------
@@ -729,8 +809,13 @@ def test_demo_refund_approval_details(demo: Policy) -> None:
     assert (big.roles, big.quorum, big.ttl_seconds) == (("approver:finance",), 2, 86400)
     assert (big.remind_after_seconds, big.escalate_after_seconds) == (4 * 3600, 12 * 3600)
     assert big.escalate_to == ("approver:support",)
-    # A refund whose amount cannot be read still needs a person.
-    assert decide(demo, "issue_refund", {"order_id": "A-1"}).rule == "refund-needs-finance"
+    # A refund whose amount cannot be read still needs a person: the first condition fails closed.
+    unread = decide(demo, "issue_refund", {"order_id": "A-1"})
+    assert (unread.rule, unread.outcome, unread.roles) == (
+        "refund-small-auto",
+        "require_approval",
+        ("approver:support",),
+    )
 
 
 @pytest.mark.parametrize(
@@ -749,7 +834,7 @@ def test_demo_refund_approval_details(demo: Policy) -> None:
             "require_approval",
         ),
         ("set_claim_reserve", {"amount": 25000.0}, "claim-reserve-needs-senior", "require_approval"),
-        ("set_claim_reserve", {"injuries": False}, "claim-reserve-needs-senior", "require_approval"),
+        ("set_claim_reserve", {"injuries": False}, "claim-reserve-auto", "require_approval"),
         ("route_claim", {"queue": "fast"}, "claim-route", "allow"),
         ("flag_claim", {"reason": "fraud?"}, "claim-flag", "allow"),
         ("notify_customer", {}, "logistics-notify-customer", "require_approval"),
@@ -757,7 +842,7 @@ def test_demo_refund_approval_details(demo: Policy) -> None:
         ("rebook_shipment", {"extra_cost": 150}, "rebook-cheap-auto", "allow"),
         ("rebook_shipment", {"extra_cost": 200.0}, "rebook-cheap-auto", "allow"),
         ("rebook_shipment", {"extra_cost": 450.5}, "rebook-needs-logistics", "require_approval"),
-        ("rebook_shipment", {}, "rebook-needs-logistics", "require_approval"),
+        ("rebook_shipment", {}, "rebook-cheap-auto", "require_approval"),
         ("cancel_order", {}, "default:write", "require_approval"),
     ],
 )
