@@ -13,9 +13,9 @@ from opentelemetry.trace import Link
 from pydantic import ValidationError
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 
 from api.auth import Principal
 from api.errors import (
@@ -201,9 +201,24 @@ async def decide(
             raise Unavailable(
                 f"Temporal did not take the decision ({e.status.name}); retry it", headers=RETRY_AFTER
             ) from e
-        # The workflow is gone (completed, cancelled) or the update was refused by its validator.
+        if await _still_running(handle):
+            # Temporal lost the update (a server restart before it was accepted): the run still waits, so
+            # the decision was not taken and may be sent again.
+            raise Unavailable(
+                f"the decision was not taken ({e.status.name}: {e.message}); retry it", headers=RETRY_AFTER
+            ) from e
+        # The workflow is gone (completed, cancelled, terminated) and the request with it.
         raise AlreadyDecided(f"the run no longer accepts decisions: {e.message}") from e
     return DecisionResult(**outcome.model_dump()), first
+
+
+async def _still_running(handle: WorkflowHandle[Any, Any]) -> bool:
+    """Whether the run's workflow is still open (if Temporal cannot say, assume it is: the caller retries)."""
+    try:
+        described = await handle.describe()
+    except RPCError as e:
+        return e.status != RPCStatusCode.NOT_FOUND
+    return described.status == WorkflowExecutionStatus.RUNNING
 
 
 async def _unclaim(s: AsyncSession, did: str, first: bool) -> None:

@@ -171,6 +171,16 @@ async def test_identical_concurrent_decisions_answer_201_once_and_200_for_the_re
     assert again.status_code == 200 and again.json() == responses[0].json()
 
 
+async def test_a_decision_on_a_run_whose_workflow_is_gone_is_409_not_a_retry_loop(stack: Stack) -> None:
+    run = await stack.start("support_drafting", {"ticket_id": "T-1002"})
+    [item] = await stack.pending(run["id"])
+    # Terminated from outside (an operator, Temporal's UI): the projection still shows the request pending.
+    await stack.client.get_workflow_handle(f"run-{run['id']}").terminate("operator")
+    answer = await decide(stack, item, "alice")
+    assert answer.status_code == 409 and "no longer accepts decisions" in answer.json()["detail"]
+    assert await refunds(stack) == []
+
+
 def _parallel_refunds(messages: Sequence[BaseMessage]) -> AIMessage:
     results = tool_results(messages)
     if "issue_refund" in results:
