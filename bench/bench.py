@@ -156,7 +156,7 @@ def worker_pid(dev: subprocess.Popen[bytes]) -> int | None:
     out = subprocess.run(["ps", "-eo", "pid=,ppid=,args="], capture_output=True, text=True).stdout
     for line in out.splitlines():
         pid, ppid, args = line.split(None, 2)
-        if int(ppid) == dev.pid and "countersign.cli worker" in args and "--no-webhooks" not in args:
+        if int(ppid) == dev.pid and "cli worker" in args and "--no-webhooks" not in args:
             return int(pid)
     return None
 

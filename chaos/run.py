@@ -158,7 +158,7 @@ class Chaos:
         return through, f"{base}/{self.pg_name}"
 
     def start_temporal(self) -> None:
-        from countersign.dev import temporal_binary
+        from cli.dev import temporal_binary
 
         argv = [
             temporal_binary(),
@@ -233,7 +233,7 @@ class Chaos:
         }
         py = sys.executable
         for n, extra in enumerate(([], ["--no-webhooks"])):
-            argv = [py, "-m", "countersign.cli", "worker", *extra]
+            argv = [py, "-m", "cli", "worker", *extra]
             self.children.append(Child(f"worker {n + 1}", argv, env, self.root / f"worker-{n + 1}.log"))
         api = [py, "-m", "uvicorn", "--factory", "api.app:app_from_env", "--port", str(self.api_port)]
         self.children.append(Child("api", [*api, "--log-level", "warning"], env, self.root / "api.log"))

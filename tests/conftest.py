@@ -333,7 +333,7 @@ def worker_process(stack: Stack, **env: str) -> subprocess.Popen[bytes]:
         **env,
     }
     return subprocess.Popen(
-        [sys.executable, "-m", "countersign.cli", "worker"],
+        [sys.executable, "-m", "cli", "worker"],
         env=full,
         stdout=subprocess.DEVNULL,
         stderr=open(stack.settings.data_dir / f"worker-{uuid.uuid4().hex[:6]}.log", "wb"),

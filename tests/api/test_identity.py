@@ -38,7 +38,7 @@ AUDIENCE = "countersign-api"
 def _cli(db_url: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "COUNTERSIGN_DATABASE_URL": db_url}
     return subprocess.run(
-        [sys.executable, "-m", "countersign.cli", *args], env=env, capture_output=True, text=True, check=False
+        [sys.executable, "-m", "cli", *args], env=env, capture_output=True, text=True, check=False
     )
 
 

@@ -21,8 +21,8 @@ from typer.testing import CliRunner
 
 from approvals.audit import AuditEvent, verify
 from approvals.webhooks import WebhookDelivery
+from cli.main import app as cli
 from countersign import telemetry
-from countersign.cli import app as cli
 from countersign.telemetry import SpanRecord
 from tests.conftest import Stack, worker_process
 from tools.business import Customer, Order, Ticket

@@ -22,7 +22,7 @@ from approvals.checkpoints import (
     verify_ledger,
     write_checkpoint,
 )
-from countersign.cli import app as cli
+from cli.main import app as cli
 from tests.conftest import Stack
 from tests.e2e.test_audit import drop_sqlite_guards
 from workers.activities.checkpoint import ensure_checkpoint_schedule

@@ -22,7 +22,7 @@ def cli(stack: Stack, *args: str, **env: str) -> subprocess.CompletedProcess[str
     """Run ``countersign`` on the stack's database, as an operator would."""
     full = {**os.environ, "COUNTERSIGN_DATABASE_URL": stack.settings.resolved_database_url(), **env}
     return subprocess.run(
-        [sys.executable, "-m", "countersign.cli", *args],
+        [sys.executable, "-m", "cli", *args],
         env=full,
         capture_output=True,
         text=True,

@@ -62,7 +62,7 @@ def dev(
 
     A worker or the API that crashes is started again, so a run survives a `kill -9` of its worker.
     """
-    from countersign.dev import run_dev
+    from cli.dev import run_dev
 
     _logging()
     raise typer.Exit(run_dev(Settings(), demo=demo, workers=workers))

@@ -6,7 +6,7 @@ import socket
 
 import pytest
 
-from countersign.dev import DevError, check_ports, temporal_binary
+from cli.dev import DevError, check_ports, temporal_binary
 from countersign.settings import Settings
 
 

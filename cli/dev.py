@@ -241,7 +241,7 @@ def run_dev(settings: Settings, demo: bool = False, workers: int = 1) -> int:
         py = sys.executable
         for n in range(max(1, workers)):
             # One process runs the webhook worker too; more of them would only compete for its queue.
-            argv = [py, "-m", "countersign.cli", "worker"] + ([] if n == 0 else ["--no-webhooks"])
+            argv = [py, "-m", "cli", "worker"] + ([] if n == 0 else ["--no-webhooks"])
             children.append(Child(f"worker {n + 1}" if workers > 1 else "the worker", argv, env))
         api_argv = [
             py,
