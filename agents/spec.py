@@ -29,6 +29,9 @@ class AgentSpec:
     max_steps: int = 12
     output_model: type[BaseModel] | None = None
     tags: tuple[str, ...] = field(default=())
+    # Who answers for the agent in production: a team, the role that decides its escalations, and
+    # optionally a webhook URL for its alerts.
+    owner: dict[str, str] = field(default_factory=dict)
 
     def check_output(self, output: dict[str, Any]) -> str | None:
         """Why ``output`` does not fit ``output_model`` (None when it fits, or when there is no model)."""
@@ -51,6 +54,7 @@ class AgentSpec:
         return {
             "name": self.name,
             "description": self.description,
+            "owner": dict(self.owner),
             "input_schema": self.input_model.model_json_schema(),
             "example_input": self.example_input,
             "scopes": sorted(self.scopes),

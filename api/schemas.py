@@ -134,9 +134,18 @@ class AgentTool(BaseModel):
     description: str
 
 
+class AgentOwner(BaseModel):
+    """Who answers for an agent: a team, the role that decides its escalations, an optional alert webhook."""
+
+    team: str
+    role: str
+    webhook: str | None = None
+
+
 class AgentRead(BaseModel):
     name: str
     description: str
+    owner: AgentOwner
     input_schema: dict[str, Any]
     example_input: dict[str, Any]
     scopes: list[str]

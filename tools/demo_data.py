@@ -121,3 +121,10 @@ async def seed(store: BusinessStore, tenant_id: str, *, replace_outdated: bool =
     from tools.records import seed_records
 
     await seed_records(store, tenant_id)
+    # Any tool package with demo data of its own seeds it (a new domain brings its seed in its folder).
+    from tools.registry import tool_packages
+
+    for package in tool_packages():
+        own = getattr(package, "seed", None)
+        if callable(own):
+            await own(store, tenant_id)

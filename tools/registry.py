@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import copy
+import importlib
 import inspect
+import pkgutil
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import cache
+from importlib.metadata import entry_points
+from types import ModuleType
 from typing import Any, Literal, TypeVar, get_type_hints
 
 from pydantic import BaseModel
@@ -120,18 +124,23 @@ def get_tool(name: str) -> BusinessTool | None:
     return REGISTRY.get(name)
 
 
-def load_all() -> dict[str, BusinessTool]:
-    """Import every tool module so their registrations run; returns the registry."""
-    from tools import (  # noqa: F401
-        claims,
-        customer_comms,
-        knowledge,
-        orders,
-        policies,
-        refunds,
-        replies,
-        shipments,
-        tickets,
-    )
+def tool_packages() -> list[ModuleType]:
+    """Every tool package: the subpackages of ``tools`` and the ``countersign.tools`` entry points of
+    installed distributions. Importing one runs its ``@business_tool`` registrations; adding a tool is adding
+    its folder."""
+    import tools
 
+    modules = [
+        importlib.import_module(f"tools.{m.name}")
+        for m in sorted(pkgutil.iter_modules(tools.__path__), key=lambda m: m.name)
+        if m.ispkg
+    ]
+    modules += [importlib.import_module(point.value) for point in entry_points(group="countersign.tools")]
+    return modules
+
+
+@cache
+def load_all() -> dict[str, BusinessTool]:
+    """Discover every tool package so their registrations run; returns the registry."""
+    tool_packages()
     return REGISTRY

@@ -585,4 +585,5 @@ SPEC = AgentSpec(
     finish=finish,
     output_model=TriageOutput,
     tags=("insurance",),
+    owner={"team": "Claims intake", "role": "approver:claims"},
 )

@@ -512,4 +512,5 @@ SPEC = AgentSpec(
     finish=finish,
     output_model=ExceptionOutput,
     tags=("logistics",),
+    owner={"team": "Logistics operations", "role": "approver:logistics"},
 )

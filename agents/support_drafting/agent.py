@@ -276,4 +276,5 @@ SPEC = AgentSpec(
     playbook=playbook,
     finish=finish,
     output_model=SupportOutput,
+    owner={"team": "Customer support", "role": "approver:support"},
 )

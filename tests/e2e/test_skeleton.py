@@ -108,8 +108,10 @@ async def test_runs_are_listed_and_read_with_any_reader_role(stack: Stack) -> No
     rest = await stack.http.get(f"/v1/runs?limit=1&cursor={page['next_cursor']}", headers=auditor)
     assert [r["id"] for r in rest.json()["items"]] == [run["id"]] and rest.json()["next_cursor"] is None
     agents = (await stack.http.get("/v1/agents", headers=stack.auth("trigger"))).json()
-    assert agents[0]["name"] == "support_drafting"
-    assert agents[0]["example_input"] == {"ticket_id": "T-1001"}
+    by_name = {a["name"]: a for a in agents}
+    assert set(by_name) == {"support_drafting", "claims_triage", "shipment_exceptions", "finance_variance"}
+    assert by_name["support_drafting"]["example_input"] == {"ticket_id": "T-1001"}
+    assert all(a["owner"]["team"] and a["owner"]["role"].startswith("approver:") for a in agents)
     assert (await stack.http.get("/v1/healthz")).status_code == 200
     ready = await stack.http.get("/v1/readyz")
     assert ready.status_code == 200 and ready.json()["checks"] == {"database": "ok", "temporal": "ok"}

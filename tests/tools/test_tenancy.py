@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from tools.business import BusinessBase, BusinessStore, Effect, Order
 from tools.demo_data import seed
@@ -29,6 +29,17 @@ CALLS: dict[str, dict[str, Any]] = {
     "notify_customer": {"shipment_id": "SH-3001", "message": "Your shipment is delayed by a day."},
     "issue_shipping_credit": {"shipment_id": "SH-3001", "amount": 5.0, "reason": "late delivery"},
     "rebook_shipment": {"shipment_id": "SH-3001", "carrier": "Ridgeline Freight", "extra_cost": 60.0},
+    "get_variance_report": {"period": "2026-10", "cost_center": "CC-410"},
+    "get_ledger_lines": {"period": "2026-10", "cost_center": "CC-410", "account": "6100"},
+    "list_vendor_invoices": {"cost_center": "CC-410", "service_period": "2026-10", "account": "6200"},
+    "get_vendor_invoice": {"invoice_id": "INV-88120"},
+    "propose_reclassification": {
+        "ledger_line_id": "GL-41003",
+        "to_cost_center": "CC-420",
+        "to_account": "6100",
+        "amount": 10.0,
+        "reason": "probe from another tenant",
+    },
 }
 
 
@@ -55,9 +66,29 @@ async def snapshot(store: BusinessStore, tenant: str) -> dict[str, list[dict[str
     return out
 
 
+# Tools that look nothing up: they only write a record of the caller's own tenant.
+NO_LOOKUP = {"flag_variance"}
+
+
 def test_every_business_tool_is_probed() -> None:
     tools = {name for name, tool in load_all().items() if tool.scope != "knowledge:read"}
-    assert tools == set(CALLS)
+    assert tools == set(CALLS) | NO_LOOKUP
+
+
+async def test_a_tool_that_looks_nothing_up_writes_for_its_own_tenant(store: BusinessStore) -> None:
+    tool = get_tool("flag_variance")
+    assert tool is not None
+    args = {
+        "period": "2026-10",
+        "cost_center": "CC-410",
+        "account": "6300",
+        "variance": 1.0,
+        "reason": "probe",
+    }
+    await tool.run(args, ctx(store, "globex", key="flag"))
+    async with store.sessions() as s:
+        rows = (await s.execute(text("SELECT tenant_id FROM variance_flags"))).scalars().all()
+    assert rows == ["globex"]
 
 
 def test_every_business_table_is_tenant_scoped() -> None:
@@ -75,7 +106,8 @@ async def test_another_tenant_finds_nothing_and_changes_nothing(store: BusinessS
     assert tool is not None
     result = await tool.run(CALLS[name], ctx(store, "globex", key=f"probe-{name}"))
     if tool.kind == "read":
-        assert result.get("found") is False or result.get("emails") == [], result
+        lists = [v for v in result.values() if isinstance(v, list)]
+        assert result.get("found") is False or (lists and not any(lists)), result
     else:
         first = next(iter(result.values()))
         assert first is False and "not found" in result["error"], result
