@@ -40,7 +40,8 @@ from temporalio import activity
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
 
-from agents.spec import AgentSpec
+from agents.playbook import run_input, tool_results
+from agents.spec import FINAL_ANSWER, AgentSpec, Facts
 from approvals.policy import PolicyStore, Verdict
 from countersign.telemetry import RUN_ID, tracer
 from tools.business import BusinessStore, canonical_hash
@@ -263,7 +264,7 @@ async def _model_turn(
     if limit is not None:
         stop = AIMessage(content=f"Stopped: the run reached its budget ({limit}).")
         return {"messages": [stop], "stopped": {"reason": "budget_exceeded", "limit": limit}}, []
-    schemas = [t.schema() for t in spec.tools().values()]
+    schemas = [t.schema() for t in spec.tools().values()] + [spec.answer_tool()]
     model: Any = services.model_for(spec).bind_tools(schemas)
     if services.fallback_for is not None:
         model = model.with_fallbacks([services.fallback_for(spec).bind_tools(schemas)])
@@ -316,9 +317,25 @@ async def _model_turn(
         },
     )
     update: dict[str, Any] = {"messages": [ai], "usage": usage}
-    if not ai.tool_calls:
+    finals = [c for c in ai.tool_calls if c["name"] == FINAL_ANSWER]
+    if finals or not ai.tool_calls:
         update |= _finish(services, spec, ctx, [*messages, ai], state.get("invalid_outputs", 0))
     return update, [event]
+
+
+def _answer(
+    spec: AgentSpec, ctx: RunContext, messages: list[BaseMessage]
+) -> tuple[dict[str, Any], str | None]:
+    """The model's final answer as the run's output, and why it is not acceptable (None if it is)."""
+    ai = messages[-1]
+    assert isinstance(ai, AIMessage)
+    finals = [c for c in ai.tool_calls if c["name"] == FINAL_ANSWER]
+    if not finals:
+        return {}, f"finish by calling {FINAL_ANSWER} with your answer as its arguments"
+    if len(ai.tool_calls) > 1:
+        return {}, f"call {FINAL_ANSWER} alone, once every other tool has answered"
+    facts = Facts(input=run_input(messages), results=tool_results(messages))
+    return spec.check_answer(dict(finals[0]["args"]), facts)
 
 
 def _finish(
@@ -329,16 +346,19 @@ def _finish(
     invalid_before: int,
 ) -> dict[str, Any]:
     """The run's output; an invalid one is sent back to the model once, then escalated to a person."""
-    output = spec.finish(messages)
-    problem = spec.check_output(output)
+    output, problem = _answer(spec, ctx, messages)
     if problem is None:
         return {"output": output}
     if invalid_before == 0:
-        feedback = HumanMessage(
-            content=f"Your final answer does not fit the required output ({problem}). "
-            "Answer again with a complete, valid answer."
-        )
-        return {"messages": [feedback], "invalid_outputs": 1}
+        text = f"Your final answer is not valid ({problem}). Answer again with a complete, valid answer."
+        ai = messages[-1]
+        assert isinstance(ai, AIMessage)
+        # Every tool call of the message gets its answer (providers require it), all saying what to fix.
+        feedback: list[BaseMessage] = [
+            ToolMessage(content=text, tool_call_id=str(c["id"]), name=c["name"], status="error")
+            for c in ai.tool_calls
+        ] or [HumanMessage(content=text)]
+        return {"messages": feedback, "invalid_outputs": 1}
     policy = services.policy.current
     verdict = policy.evaluate(
         tool="escalate_to_person",
@@ -581,9 +601,11 @@ async def _execute(
 async def after_model(state: AgentState) -> Literal["policy", "model", "__end__"]:
     """Route: tool calls go to the policy, feedback on an invalid answer back to the model, an answer ends
     the run (async: the workflow's event loop cannot run a sync router)."""
+    if state.get("output") is not None or state.get("escalation"):
+        return "__end__"
     messages = convert_to_messages(state.get("messages", []))
-    if messages and isinstance(messages[-1], HumanMessage):
-        return "model"
+    if messages and isinstance(messages[-1], HumanMessage | ToolMessage):
+        return "model"  # feedback on an invalid answer
     ai = _last_ai(messages)
     return "policy" if ai is not None and ai.tool_calls else "__end__"
 

@@ -1,9 +1,10 @@
-"""Helpers for writing playbooks: read the conversation so far the same way every time."""
+"""Helpers for writing playbooks (the offline model's scripts) and for reading a conversation's record: the
+run's input and the tools' results, the same way every time."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
@@ -52,3 +53,31 @@ def last_text(messages: Sequence[BaseMessage]) -> str:
         if isinstance(m, AIMessage):
             return str(m.content)
     return ""
+
+
+FINAL_ANSWER = "final_answer"
+
+
+def final_answer(messages: Sequence[BaseMessage], answer: dict[str, Any]) -> AIMessage:
+    """The message that ends a run: one ``final_answer`` call whose arguments are the answer."""
+    return call(messages, FINAL_ANSWER, answer)
+
+
+def answering(
+    steps: Callable[[Sequence[BaseMessage]], AIMessage],
+    finish: Callable[[Sequence[BaseMessage]], dict[str, Any]],
+    derived: Iterable[str],
+) -> Callable[[Sequence[BaseMessage]], AIMessage]:
+    """A playbook that speaks the protocol: ``steps`` decides the tool calls; when it writes its closing text
+    instead, the answer is ``finish`` of the conversation with that text, less the fields the workflow derives
+    from the record itself, sent as a ``final_answer`` call."""
+    skip = frozenset(derived)
+
+    def play(messages: Sequence[BaseMessage]) -> AIMessage:
+        ai = steps(messages)
+        if ai.tool_calls:
+            return ai
+        answer = {k: v for k, v in finish([*messages, ai]).items() if k not in skip}
+        return final_answer(messages, answer)
+
+    return play

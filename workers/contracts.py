@@ -143,3 +143,4 @@ class OpenRequests(BaseModel):
     run: RunInput
     requests: list[GatedRequest]
     webhooks: list[WebhookEvent] = Field(default_factory=list)
+    usage: Usage | None = None  # the run's model usage so far, shown while it waits

@@ -11,8 +11,8 @@ from langchain_core.messages import BaseMessage, HumanMessage, ToolMessage
 from sqlalchemy import func, select
 
 from agents.catalog import get_agent
-from agents.claims_triage.agent import (
-    SPEC,
+from agents.claims_triage.agent import SPEC
+from agents.claims_triage.offline import (
     ExtractedClaim,
     coverage_problems,
     extract_claim,
@@ -21,6 +21,7 @@ from agents.claims_triage.agent import (
 )
 from approvals.policy import load_policy
 from countersign.settings import Settings
+from tests.agents.offline import finished
 from tests.conftest import Stack
 from tools.business import BusinessStore, Effect
 from tools.records import ClaimReserve, Fnol, seed_records
@@ -50,8 +51,8 @@ async def drive(
     for _ in range(SPEC.max_steps):
         ai = SPEC.playbook(messages)
         messages.append(ai)
-        if not ai.tool_calls:
-            return SPEC.finish(messages), called
+        if (out := finished(SPEC, messages)) is not None:
+            return out, called
         for tc in ai.tool_calls:
             called.append(tc["name"])
             result = await _tool(store, tc["name"], tc["args"], key=f"{run_id}:{tc['id']}")

@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from agents.catalog import get_agent
 from agents.finance_variance.agent import SPEC
+from tests.agents.offline import finished
 from tests.conftest import Stack
 from tools.business import BusinessStore
 from tools.finance.records import Reclassification, VarianceFlag
@@ -38,8 +39,8 @@ async def drive(store: BusinessStore, payload: dict[str, Any]) -> tuple[dict[str
     for _ in range(SPEC.max_steps):
         ai = SPEC.playbook(messages)
         messages.append(ai)
-        if not ai.tool_calls:
-            return SPEC.finish(messages), called
+        if (out := finished(SPEC, messages)) is not None:
+            return out, called
         for tc in ai.tool_calls:
             called.append(tc["name"])
             result = await _tool(store, tc["name"], tc["args"], key=f"run-1:{tc['id']}")

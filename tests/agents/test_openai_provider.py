@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from langchain_core.messages import AIMessage
 from langchain_openai.chat_models.base import _convert_dict_to_message
 
 from agents.catalog import AGENTS
+from agents.spec import FINAL_ANSWER
 
 
 @dataclass
@@ -29,12 +31,17 @@ class Stub:
     headers: list[dict[str, str]] = field(default_factory=list)
     fail_first: int = 0
     usage: list[tuple[int, int]] = field(default_factory=list)
+    # A model with a mind of its own: changes the final answer the offline playbook would give.
+    decide: Callable[[dict[str, Any]], dict[str, Any]] | None = None
 
 
 def _answer(stub: Stub, body: dict[str, Any]) -> dict[str, Any]:
     messages = [_convert_dict_to_message(m) for m in body["messages"]]
     spec = next(s for s in AGENTS.values() if s.prompt == messages[0].content)
     reply = spec.playbook(messages[1:])
+    if stub.decide is not None and [c["name"] for c in reply.tool_calls] == [FINAL_ANSWER]:
+        call = reply.tool_calls[0]
+        reply = AIMessage(content="", tool_calls=[{**call, "args": stub.decide(dict(call["args"]))}])
     prompt_tokens = sum(len(str(m.get("content") or "")) for m in body["messages"]) // 4 + 7
     completion_tokens = len(str(reply.content)) // 4 + 5 * len(reply.tool_calls) + 1
     stub.usage.append((prompt_tokens, completion_tokens))
@@ -120,8 +127,11 @@ async def test_agent_runs_through_langchain_openai_over_http(
     assert "O-5001" in done["output"]["reply"]
     first = stub_server.requests[0]
     assert first["model"] == "stub-model"
-    offered = {t["function"]["name"] for t in first["tools"]}
-    assert offered == set(AGENTS["support_drafting"].tools())
+    offered = {t["function"]["name"]: t["function"] for t in first["tools"]}
+    assert set(offered) == set(AGENTS["support_drafting"].tools()) | {FINAL_ANSWER}
+    answer = offered[FINAL_ANSWER]["parameters"]
+    assert {"reply", "escalated", "reason"} <= set(answer["properties"])
+    assert "citations" not in answer["properties"]  # the workflow resolves them from the reply
     assert stub_server.headers[0]["authorization"] == "Bearer sk-test-not-secret"
     calls = len(stub_server.usage)
     assert done["usage"]["model_calls"] == calls
@@ -169,3 +179,50 @@ async def test_fallback_model_answers_when_the_primary_fails(
         done = await stack.result(run["id"])
     assert done["status"] == "completed"
     assert [r["model"] for r in stub_server.requests[:2]] == ["broken", "stub-model"]
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_the_output_is_the_models_decision_not_the_playbooks(
+    make_stack: Any, db_url: str, stub_server: Stub
+) -> None:
+    """A model that escalates a ticket the offline playbook would answer: the output follows the model."""
+
+    def escalate(answer: dict[str, Any]) -> dict[str, Any]:
+        return answer | {"escalated": True, "reason": "the customer mentions a chargeback"}
+
+    stub_server.decide = escalate
+    async with make_stack(
+        db_url, model="openai:stub-model", model_base_url=stub_server.url, model_api_key="k"
+    ) as stack:
+        run = await stack.start("support_drafting", {"ticket_id": "T-1001"})
+        done = await stack.result(run["id"])
+    assert done["status"] == "completed"
+    assert (done["output"]["escalated"], done["output"]["reason"]) == (
+        True,
+        "the customer mentions a chargeback",
+    )
+    # The facts the workflow knows are still its own: the passages cited, the tools used.
+    assert done["output"]["citations"] and done["output"]["tools_used"] == [
+        "get_order",
+        "get_ticket",
+        "search_policies",
+    ]
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_an_answer_that_contradicts_the_record_is_sent_back_then_escalated(
+    make_stack: Any, db_url: str, stub_server: Stub
+) -> None:
+    def invent(answer: dict[str, Any]) -> dict[str, Any]:
+        return answer | {"reply": answer["reply"] + " See also [refund-policy#no-such-section]."}
+
+    stub_server.decide = invent
+    async with make_stack(
+        db_url, model="openai:stub-model", model_base_url=stub_server.url, model_api_key="k"
+    ) as stack:
+        run = await stack.start("support_drafting", {"ticket_id": "T-1001"})
+        [item] = await stack.pending(run["id"])
+    assert item["tool"] == "escalate_to_person" and "unresolved_citations" in item["arguments"]["errors"]
+    # The model was told what to fix, as a tool result answering its final_answer call.
+    feedback = stub_server.requests[-1]["messages"][-1]
+    assert feedback["role"] == "tool" and "not valid" in feedback["content"]

@@ -11,9 +11,11 @@ from langchain_core.messages import BaseMessage, HumanMessage, ToolMessage
 from sqlalchemy import select
 
 from agents.catalog import get_agent
-from agents.shipment_exceptions.agent import SPEC, assess, credit_amount, customer_message, faster_option
+from agents.shipment_exceptions.agent import SPEC
+from agents.shipment_exceptions.offline import assess, credit_amount, customer_message, faster_option
 from approvals.policy import load_policy
 from countersign.settings import Settings
+from tests.agents.offline import finished
 from tests.conftest import Stack
 from tools.business import BusinessStore
 from tools.records import CustomerNotification, Shipment, ShipmentRebooking, ShippingCredit
@@ -42,8 +44,8 @@ async def drive(
     for _ in range(SPEC.max_steps):
         ai = SPEC.playbook(messages)
         messages.append(ai)
-        if not ai.tool_calls:
-            return SPEC.finish(messages), called
+        if (out := finished(SPEC, messages)) is not None:
+            return out, called
         for tc in ai.tool_calls:
             called.append((tc["name"], dict(tc["args"])))
             result = await _tool(store, tc["name"], tc["args"], key=f"{run_id}:{tc['id']}")

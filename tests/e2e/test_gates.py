@@ -11,7 +11,7 @@ import pytest
 from langchain_core.messages import AIMessage, BaseMessage
 from sqlalchemy import func, select
 
-from agents.playbook import tool_results
+from agents.playbook import final_answer, tool_results
 from agents.scripted import ScriptedChatModel
 from agents.spec import AgentSpec
 from api.auth import create_key
@@ -158,6 +158,10 @@ async def test_fifty_concurrent_decisions_have_exactly_one_outcome(stack: Stack)
 async def test_identical_concurrent_decisions_answer_201_once_and_200_for_the_replays(stack: Stack) -> None:
     run = await stack.start("support_drafting", {"ticket_id": "T-1002"})
     [item] = await stack.pending(run["id"])
+    paused = (await stack.http.get(f"/v1/runs/{run['id']}", headers=stack.auth("trigger"))).json()
+    # While it waits, the run already shows what its model turns used.
+    assert paused["status"] == "awaiting_approval"
+    assert paused["usage"]["model_calls"] == 4 and paused["usage"]["input_tokens"] > 0
     responses = await asyncio.gather(
         *(decide(stack, item, "alice", reason="damaged base") for _ in range(20))
     )
@@ -185,7 +189,8 @@ def _parallel_refunds(messages: Sequence[BaseMessage]) -> AIMessage:
     results = tool_results(messages)
     if "issue_refund" in results:
         lines = [f"{status}: {content}" for status, content in results["issue_refund"]]
-        return AIMessage(content="\n".join(lines))
+        answer = {"ticket_id": "T-1002", "reply": "\n".join(lines), "escalated": False, "reason": None}
+        return final_answer(messages, answer)
     order = "O-5002"
     calls = [
         {

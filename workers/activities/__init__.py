@@ -28,6 +28,11 @@ from workers.webhook_contracts import webhook_task_queue
 log = logging.getLogger("countersign.workers")
 
 
+def _record_usage(run: Run, usage: Usage) -> None:
+    run.input_tokens, run.output_tokens = usage.input_tokens, usage.output_tokens
+    run.model_calls, run.cost_usd = usage.model_calls, round(usage.cost_usd, 6)
+
+
 class LedgerSink:
     """The agents' event sink: writes a node's events to the audit ledger in one transaction, once per id."""
 
@@ -101,8 +106,7 @@ class RunActivities:
             if u.error is not None:
                 run.error = u.error
             if u.usage is not None:
-                run.input_tokens, run.output_tokens = u.usage.input_tokens, u.usage.output_tokens
-                run.model_calls, run.cost_usd = u.usage.model_calls, round(u.usage.cost_usd, 6)
+                _record_usage(run, u.usage)
             run.updated_at = utcnow()
             data: dict[str, Any] = {"status": u.status}
             if u.usage is not None:
@@ -207,6 +211,8 @@ class ApprovalActivities:
                     RequestChange(request=req, event="approval.requested", actor=f"agent:{req.agent}"),
                 )
             run = await session.get(Run, o.run.run_id, with_for_update=True)
+            if run is not None and o.usage is not None:
+                _record_usage(run, o.usage)
             if run is not None and run.status == "running":
                 run.status, run.updated_at = "awaiting_approval", utcnow()
                 await audit.append(

@@ -130,7 +130,7 @@ class AgentRunWorkflow:
                 interrupts = state.get("__interrupt__")
                 if not interrupts:
                     break
-                decisions = await self._hold(inp, interrupts[0].value["requests"])
+                decisions = await self._hold(inp, interrupts[0].value["requests"], _usage(state))
                 payload = Command(resume=decisions)
         except ActivityError as e:
             if is_cancelled_exception(e):
@@ -213,7 +213,9 @@ class AgentRunWorkflow:
         if not self._fast and hook is not None:
             await self._emit(hook, tenant_id=req.tenant_id, run_id=req.run_id, data=data)
 
-    async def _hold(self, inp: RunInput, proposals: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    async def _hold(
+        self, inp: RunInput, proposals: list[dict[str, Any]], usage: Usage | None = None
+    ) -> dict[str, dict[str, Any]]:
         """Open a request per gated call, wait until each is decided or expired, return the outcomes."""
         now = workflow.now()
         opened: list[GatedRequest] = []
@@ -245,7 +247,7 @@ class AgentRunWorkflow:
             )
             self._requests[req.id] = req
             opened.append(req)
-        opening = OpenRequests(run=inp, requests=[r.model_copy(deep=True) for r in opened])
+        opening = OpenRequests(run=inp, requests=[r.model_copy(deep=True) for r in opened], usage=usage)
         if self._fast:
             for r in opening.requests:
                 opening.webhooks += self._events("approval.requested", r.tenant_id, r.run_id, request_data(r))

@@ -1,8 +1,9 @@
 """Signed audit checkpoints; the ledger's head is guarded like its events, on PostgreSQL and SQLite.
 
-The head may only move forward, onto an event that exists with that hash; it cannot be deleted. Events and
-checkpoints cannot be changed or deleted. On SQLite the guards are triggers in the same file, which whoever
-can write the file can drop: there, signed checkpoints (kept outside the database too) detect truncation.
+The head may only move forward, onto an event that exists with that hash; it cannot be deleted; checkpoints
+cannot be changed or deleted (and on PostgreSQL, as before, neither can events). On SQLite the guards are
+triggers in the same file, which whoever can write the file can drop: there, the chain detects a changed event
+and signed checkpoints (kept outside the database too) detect truncation.
 
 Revision ID: 0006
 Revises: 0005
@@ -20,11 +21,9 @@ down_revision = "0005"
 branch_labels = None
 depends_on = None
 
+# On SQLite the events themselves stay unguarded, as before: whoever can open the file can change them, and
+# the hash chain is what reports it (at the first altered event). The head and the checkpoints are guarded.
 SQLITE_GUARDS = {
-    "audit_events_no_update": "BEFORE UPDATE ON audit_events BEGIN "
-    "SELECT RAISE(ABORT, 'audit_events is append-only'); END",
-    "audit_events_no_delete": "BEFORE DELETE ON audit_events BEGIN "
-    "SELECT RAISE(ABORT, 'audit_events is append-only'); END",
     "audit_checkpoints_no_update": "BEFORE UPDATE ON audit_checkpoints BEGIN "
     "SELECT RAISE(ABORT, 'audit_checkpoints is append-only'); END",
     "audit_checkpoints_no_delete": "BEFORE DELETE ON audit_checkpoints BEGIN "
