@@ -247,7 +247,8 @@ async def think(state: AgentState, runtime: Runtime[RunContext], config: Runnabl
     async with heartbeats(model_failures()):
         update, events = await _model_turn(services, spec, state, ctx)
         ai = update["messages"][-1] if update.get("messages") else None
-        if isinstance(ai, AIMessage) and ai.tool_calls and not update.get("stopped"):
+        answered = isinstance(ai, AIMessage) and any(c["name"] == FINAL_ANSWER for c in ai.tool_calls)
+        if isinstance(ai, AIMessage) and ai.tool_calls and not update.get("stopped") and not answered:
             verdicts, more = await _verdicts(services, spec, ctx, ai)
             update |= {"verdicts": verdicts, "decisions": {}}
             events += more

@@ -158,23 +158,9 @@ class Chaos:
         return through, f"{base}/{self.pg_name}"
 
     def start_temporal(self) -> None:
-        from cli.dev import temporal_binary
+        from cli.dev import temporal_argv
 
-        argv = [
-            temporal_binary(),
-            "server",
-            "start-dev",
-            "--ip",
-            "127.0.0.1",
-            "--port",
-            str(self.temporal_port),
-            "--ui-port",
-            str(free_port()),
-            "--db-filename",
-            str(self.root / "temporal.db"),
-            "--log-level",
-            "error",
-        ]
+        argv = temporal_argv(self.temporal_port, free_port(), self.root / "temporal.db", "error")
         if self.temporal is None:
             self.temporal = Child("temporal", argv, dict(os.environ), self.root / "temporal.log")
         else:

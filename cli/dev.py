@@ -104,6 +104,25 @@ async def prepare(settings: Settings) -> dict[str, dict[str, Any]]:
     return known
 
 
+def temporal_argv(port: int, ui_port: int, db_file: Path, log_level: str = "warn") -> list[str]:
+    """The Temporal dev server on loopback, its state persisted in ``db_file``."""
+    return [
+        temporal_binary(),
+        "server",
+        "start-dev",
+        "--ip",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--ui-port",
+        str(ui_port),
+        "--db-filename",
+        str(db_file),
+        "--log-level",
+        log_level,
+    ]
+
+
 def dev_signing_key(data_dir: Path) -> str:
     """The dev stack's checkpoint signing key (made on first start; its public key sits next to it)."""
     from approvals.checkpoints import load_private_key, new_private_key, public_key_text
@@ -216,21 +235,9 @@ def run_dev(settings: Settings, demo: bool = False, workers: int = 1) -> int:
         # The dev server's banner goes to its log file: the URLs this command prints are the ones to use.
         temporal_log = (settings.data_dir / "temporal.log").open("ab")
         temporal = subprocess.Popen(
-            [
-                temporal_binary(),
-                "server",
-                "start-dev",
-                "--ip",
-                "127.0.0.1",
-                "--port",
-                str(settings.temporal_port),
-                "--ui-port",
-                str(settings.temporal_ui_port),
-                "--db-filename",
-                str(settings.data_dir / "temporal.db"),
-                "--log-level",
-                "warn",
-            ],
+            temporal_argv(
+                settings.temporal_port, settings.temporal_ui_port, settings.data_dir / "temporal.db"
+            ),
             stdin=subprocess.DEVNULL,
             stdout=temporal_log,
             stderr=subprocess.STDOUT,

@@ -169,6 +169,20 @@ class BusinessStore:
                 await conn.run_sync(BusinessBase.metadata.drop_all)
             await conn.run_sync(BusinessBase.metadata.create_all)
 
+    async def insert_missing(
+        self, tenant_id: str, tables: list[tuple[type[BusinessBase], list[dict[str, Any]]]]
+    ) -> None:
+        """Insert the tenant's rows that are missing, table by table in foreign-key order; rows that exist
+        (and whatever agents changed in them) are kept. How demo data is seeded, idempotently."""
+        await self.create_schema()
+        async with self.sessions() as session, session.begin():
+            for model, rows in tables:
+                for values in rows:
+                    if await session.get(model, {"tenant_id": tenant_id, "id": values["id"]}) is None:
+                        session.add(model(tenant_id=tenant_id, **values))
+                # Parents must exist before children reference them (foreign keys hold on both backends).
+                await session.flush()
+
     async def once(
         self,
         *,

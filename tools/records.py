@@ -868,11 +868,4 @@ def _rows() -> list[tuple[type[BusinessBase], list[dict[str, Any]]]]:
 async def seed_records(store: BusinessStore, tenant_id: str) -> None:
     """Create the claims and logistics tables and insert the tenant's missing demo rows; existing rows are
     kept."""
-    await store.create_schema()
-    async with store.sessions() as session, session.begin():
-        for model, rows in _rows():
-            for values in rows:
-                if await session.get(model, {"tenant_id": tenant_id, "id": values["id"]}) is None:
-                    session.add(model(tenant_id=tenant_id, **values))
-            # Parents must exist before children reference them (foreign keys are enforced on both backends).
-            await session.flush()
+    await store.insert_missing(tenant_id, _rows())

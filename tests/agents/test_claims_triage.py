@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 from typing import Any
 
 import pytest
-from langchain_core.messages import BaseMessage, HumanMessage, ToolMessage
 from sqlalchemy import func, select
 
 from agents.catalog import get_agent
@@ -21,7 +19,7 @@ from agents.claims_triage.offline import (
 )
 from approvals.policy import load_policy
 from countersign.settings import Settings
-from tests.agents.offline import finished
+from tests.agents.offline import calls, play
 from tests.conftest import Stack
 from tools.business import BusinessStore, Effect
 from tools.records import ClaimReserve, Fnol, seed_records
@@ -45,19 +43,9 @@ async def _tool(store: BusinessStore, name: str, args: dict[str, Any], key: str 
 async def drive(
     store: BusinessStore, claim_id: str, run_id: str = "run-1"
 ) -> tuple[dict[str, Any], list[str]]:
-    """Run the playbook in process, calling tools directly (every call allowed): (output, tools called)."""
-    messages: list[BaseMessage] = [HumanMessage(json.dumps({"claim_id": claim_id}))]
-    called: list[str] = []
-    for _ in range(SPEC.max_steps):
-        ai = SPEC.playbook(messages)
-        messages.append(ai)
-        if (out := finished(SPEC, messages)) is not None:
-            return out, called
-        for tc in ai.tool_calls:
-            called.append(tc["name"])
-            result = await _tool(store, tc["name"], tc["args"], key=f"{run_id}:{tc['id']}")
-            messages.append(ToolMessage(json.dumps(result), tool_call_id=tc["id"], name=tc["name"]))
-    raise AssertionError("the playbook did not finish")
+    """The playbook in process against the demo data: (output, tools called in order)."""
+    out, messages = await play(SPEC, store, {"claim_id": claim_id}, run_id)
+    return out, [name for name, _ in calls(messages)]
 
 
 async def _fnol(store: BusinessStore, claim_id: str) -> dict[str, Any]:

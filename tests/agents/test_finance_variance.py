@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
-from langchain_core.messages import BaseMessage, HumanMessage, ToolMessage
 from sqlalchemy import select
 
 from agents.catalog import get_agent
 from agents.finance_variance.agent import SPEC
-from tests.agents.offline import finished
+from tests.agents.offline import calls, play
 from tests.conftest import Stack
 from tools.business import BusinessStore
 from tools.finance.records import Reclassification, VarianceFlag
@@ -33,19 +31,9 @@ async def _tool(store: BusinessStore, name: str, args: dict[str, Any], key: str 
 
 
 async def drive(store: BusinessStore, payload: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
-    """The playbook in process, every call allowed: (output, tools called in order)."""
-    messages: list[BaseMessage] = [HumanMessage(json.dumps(payload))]
-    called: list[str] = []
-    for _ in range(SPEC.max_steps):
-        ai = SPEC.playbook(messages)
-        messages.append(ai)
-        if (out := finished(SPEC, messages)) is not None:
-            return out, called
-        for tc in ai.tool_calls:
-            called.append(tc["name"])
-            result = await _tool(store, tc["name"], tc["args"], key=f"run-1:{tc['id']}")
-            messages.append(ToolMessage(json.dumps(result), tool_call_id=tc["id"], name=tc["name"]))
-    raise AssertionError("the playbook did not finish")
+    """The playbook in process against the demo data: (output, tools called in order)."""
+    out, messages = await play(SPEC, store, payload)
+    return out, [name for name, _ in calls(messages)]
 
 
 async def test_the_variance_report_of_the_demo_month(store: BusinessStore) -> None:

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 from typing import Any
 
 import pytest
-from langchain_core.messages import BaseMessage, HumanMessage, ToolMessage
 from sqlalchemy import select
 
 from agents.catalog import get_agent
@@ -15,7 +13,7 @@ from agents.shipment_exceptions.agent import SPEC
 from agents.shipment_exceptions.offline import assess, credit_amount, customer_message, faster_option
 from approvals.policy import load_policy
 from countersign.settings import Settings
-from tests.agents.offline import finished
+from tests.agents.offline import calls, play
 from tests.conftest import Stack
 from tools.business import BusinessStore
 from tools.records import CustomerNotification, Shipment, ShipmentRebooking, ShippingCredit
@@ -38,19 +36,9 @@ async def _tool(store: BusinessStore, name: str, args: dict[str, Any], key: str 
 async def drive(
     store: BusinessStore, shipment_id: str, run_id: str = "run-1"
 ) -> tuple[dict[str, Any], list[tuple[str, dict[str, Any]]]]:
-    """Run the playbook in process, calling tools directly (every call allowed): (output, calls made)."""
-    messages: list[BaseMessage] = [HumanMessage(json.dumps({"shipment_id": shipment_id}))]
-    called: list[tuple[str, dict[str, Any]]] = []
-    for _ in range(SPEC.max_steps):
-        ai = SPEC.playbook(messages)
-        messages.append(ai)
-        if (out := finished(SPEC, messages)) is not None:
-            return out, called
-        for tc in ai.tool_calls:
-            called.append((tc["name"], dict(tc["args"])))
-            result = await _tool(store, tc["name"], tc["args"], key=f"{run_id}:{tc['id']}")
-            messages.append(ToolMessage(json.dumps(result), tool_call_id=tc["id"], name=tc["name"]))
-    raise AssertionError("the playbook did not finish")
+    """The playbook in process against the demo data: (output, calls made)."""
+    out, messages = await play(SPEC, store, {"shipment_id": shipment_id}, run_id)
+    return out, calls(messages)
 
 
 async def _read(store: BusinessStore, shipment_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:

@@ -7,48 +7,28 @@ import re
 from typing import Any
 
 import pytest
-from langchain_core.messages import BaseMessage, HumanMessage, ToolMessage
+from langchain_core.messages import BaseMessage, ToolMessage
 from sqlalchemy import select
 
 from agents.catalog import get_agent
 from agents.spec import Facts
 from agents.support_drafting.agent import NO_POLICY, NO_REFUND_GROUND, REFUND_GROUNDS, SPEC
 from approvals.audit import AuditEvent
-from tests.agents.offline import finished
+from tests.agents.offline import calls, play
 from tests.conftest import Stack
 from tools.business import BusinessStore, Refund, Ticket
 from tools.knowledge import get_passage
-from tools.registry import ToolContext, get_tool
 
 # --- In process: the playbook against the demo data, every tool call allowed -------------------------------
 
 
 async def drive(store: BusinessStore, ticket_id: str) -> tuple[dict[str, Any], list[BaseMessage]]:
-    """Run the playbook in process, calling tools directly (every call allowed): (output, messages)."""
-    messages: list[BaseMessage] = [HumanMessage(json.dumps({"ticket_id": ticket_id}))]
-    for _ in range(SPEC.max_steps):
-        ai = SPEC.playbook(messages)
-        messages.append(ai)
-        if (out := finished(SPEC, messages)) is not None:
-            return out, messages
-        for tc in ai.tool_calls:
-            tool = get_tool(tc["name"])
-            assert tool is not None
-            ctx = ToolContext(
-                tenant_id="acme",
-                caller="test",
-                run_id="run-1",
-                agent=SPEC.name,
-                idempotency_key=f"run-1:{tc['id']}",
-                store=store,
-            )
-            result = await tool.run(tc["args"], ctx)
-            messages.append(ToolMessage(json.dumps(result), tool_call_id=tc["id"], name=tc["name"]))
-    raise AssertionError("the playbook did not finish")
+    """The playbook in process against the demo data: (output, messages)."""
+    return await play(SPEC, store, {"ticket_id": ticket_id})
 
 
 def called(messages: list[BaseMessage]) -> list[str]:
-    return [str(tc["name"]) for m in messages for tc in getattr(m, "tool_calls", [])]
+    return [name for name, _ in calls(messages)]
 
 
 def assert_citations_are_real(out: dict[str, Any]) -> None:

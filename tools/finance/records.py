@@ -189,10 +189,4 @@ def _rows() -> list[tuple[type[BusinessBase], list[dict[str, Any]]]]:
 
 async def seed(store: BusinessStore, tenant_id: str) -> None:
     """Insert the tenant's missing finance demo rows; existing rows (and what agents changed) are kept."""
-    await store.create_schema()
-    async with store.sessions() as session, session.begin():
-        for model, rows in _rows():
-            for values in rows:
-                if await session.get(model, {"tenant_id": tenant_id, "id": values["id"]}) is None:
-                    session.add(model(tenant_id=tenant_id, **values))
-            await session.flush()
+    await store.insert_missing(tenant_id, _rows())
