@@ -43,8 +43,9 @@ from temporalio.exceptions import ApplicationError
 from agents.playbook import run_input, tool_results
 from agents.spec import FINAL_ANSWER, AgentSpec, Facts
 from approvals.policy import PolicyStore, Verdict
+from countersign.hashing import canonical_hash
 from countersign.telemetry import RUN_ID, tracer
-from tools.business import BusinessStore, canonical_hash
+from tools.business import BusinessStore
 from tools.registry import BusinessTool, ToolContext, load_all
 
 log = logging.getLogger("countersign.agents")

@@ -25,6 +25,7 @@ from approvals.policy import PolicyStore
 from countersign import telemetry
 from countersign.db import make_engine, read_only, session_factory
 from countersign.settings import Settings
+from tools.registry import signatures
 from workers.client import API_RETRIES, connect
 
 log = logging.getLogger("countersign.api")
@@ -114,7 +115,9 @@ def create_app(
         # Reading files and compiling the policy's conditions take a while: not on the event loop.
         app.state.jwt = await asyncio.to_thread(JwtVerifier, settings)
         app.state.run_limiter = TokenBucket(settings.runs_per_minute)
-        app.state.policy = await asyncio.to_thread(PolicyStore, settings.policy_path, settings.known_roles())
+        app.state.policy = await asyncio.to_thread(
+            PolicyStore, settings.policy_path, settings.known_roles(), signatures()
+        )
         if sessions is None:
             engine = make_engine(settings.resolved_database_url())
             SQLAlchemyInstrumentor().instrument(engine=engine.sync_engine, tracer_provider=provider)

@@ -8,7 +8,6 @@ lock first (an UPDATE), which serialises writers on PostgreSQL and SQLite alike.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
 from countersign.db import Base, insert_ignore, utcnow
+from countersign.hashing import canonical_hash, canonical_json
 
 GENESIS = "0" * 64
 BIGINT = BigInteger().with_variant(Integer(), "sqlite")
@@ -52,11 +52,6 @@ class AuditHead(Base):
     hash: Mapped[str] = mapped_column(String(64))
 
 
-def canonical(fields: dict[str, Any]) -> bytes:
-    """The canonical JSON bytes of an event (sorted keys, compact, UTF-8)."""
-    return json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str).encode()
-
-
 def event_hash(e: AuditEvent | dict[str, Any]) -> str:
     """SHA-256 over the event's content and its predecessor's hash."""
     get = e.get if isinstance(e, dict) else lambda k: getattr(e, k)
@@ -75,7 +70,7 @@ def event_hash(e: AuditEvent | dict[str, Any]) -> str:
         "data": get("data"),
         "prev_hash": get("prev_hash"),
     }
-    return hashlib.sha256(canonical(fields)).hexdigest()
+    return canonical_hash(fields)
 
 
 @dataclass(frozen=True)
@@ -109,7 +104,7 @@ async def append(session: AsyncSession, event: NewEvent) -> AuditEvent | None:
         actor=event.actor,
         trace_id=event.trace_id,
         occurred_at=utcnow(),
-        data=json.loads(canonical(event.data)),
+        data=json.loads(canonical_json(event.data)),
         prev_hash=head.hash,
     )
     row.hash = event_hash(row)

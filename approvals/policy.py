@@ -74,6 +74,8 @@ __all__ = [
     "PolicyError",
     "PolicyStore",
     "Rule",
+    "ToolCatalog",
+    "ToolSignature",
     "Verdict",
     "load_policy",
     "parse_duration",
@@ -580,7 +582,9 @@ def _check_roles(roles: tuple[str, ...], field: str, known_roles: set[str]) -> s
     return None
 
 
-def _build(text: str, version: str, known_roles: set[str], source: str | None) -> Policy:
+def _build(
+    text: str, version: str, known_roles: set[str], source: str | None, tools: ToolCatalog | None = None
+) -> Policy:
     prefix = f"policy {source}: " if source else "policy: "
 
     def fail(message: str) -> PolicyError:
@@ -636,6 +640,10 @@ def _build(text: str, version: str, known_roles: set[str], source: str | None) -
                 program = env.program(env.compile(rule.when), functions=_CEL_FUNCTIONS)
             except Exception as exc:  # CELParseError mostly; lark can raise others on odd input
                 raise fail(f"{label}: `when` is not valid CEL: {exc}") from exc
+        if tools is not None:
+            problem = _check_tools(rule, tools)
+            if problem:
+                raise fail(f"{label}: {problem}")
         compiled.append(_CompiledRule(rule=rule, program=program, verdict=_rule_verdict(rule, version)))
     return Policy(version=version, compiled=tuple(compiled), defaults=defaults)
 
@@ -644,15 +652,16 @@ def _version(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
-def parse_policy(text: str, known_roles: set[str]) -> Policy:
-    """Validate and compile a policy from YAML text; its version is the SHA-256 of the UTF-8 text.
+def parse_policy(text: str, known_roles: set[str], tools: ToolCatalog | None = None) -> Policy:
+    """Validate and compile a policy from YAML text; its version is the SHA-256 of the UTF-8 text. With
+    ``tools`` (the registered tools), every rule is also checked against the tools it matches.
 
     Raises :class:`PolicyError` naming the rule and the problem.
     """
-    return _build(text, _version(text.encode("utf-8")), known_roles, source=None)
+    return _build(text, _version(text.encode("utf-8")), known_roles, source=None, tools=tools)
 
 
-def load_policy(path: Path, known_roles: set[str]) -> Policy:
+def load_policy(path: Path, known_roles: set[str], tools: ToolCatalog | None = None) -> Policy:
     """Validate and compile the policy file at ``path``; its version is the SHA-256 of the file's bytes.
 
     Raises :class:`PolicyError` naming the file, the rule and the problem.
@@ -665,7 +674,92 @@ def load_policy(path: Path, known_roles: set[str]) -> Policy:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise PolicyError(f"policy {path}: not UTF-8: {exc}") from exc
-    return _build(text, _version(data), known_roles, source=str(path))
+    return _build(text, _version(data), known_roles, source=str(path), tools=tools)
+
+
+# --- Checks against the registered tools --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ToolSignature:
+    """What the policy may know of a registered tool: its kind and the JSON type of each argument."""
+
+    kind: str
+    args: Mapping[str, str]
+
+
+ToolCatalog = Mapping[str, ToolSignature]
+
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'')
+_ARG = re.compile(r"(?<![\w.])args\s*(?:\.\s*([A-Za-z_]\w*)|\[\s*\"([^\"]+)\"\s*\])")
+_CALL = re.compile(r"(?<![\w])\.?\s*([A-Za-z_]\w*)\s*\(")
+_COMPARE = re.compile(
+    r"(?<![\w.])args\.([A-Za-z_]\w*)\s*(?:==|!=|<=|>=|<|>)\s*(\"[^\"]*\"|'[^']*'|-?\d+(?:\.\d+)?|true|false)"
+    r"|(\"[^\"]*\"|'[^']*'|-?\d+(?:\.\d+)?|true|false)\s*(?:==|!=|<=|>=|<|>)\s*args\.([A-Za-z_]\w*)"
+)
+CEL_FUNCTIONS = frozenset(
+    {
+        "has", "size", "int", "uint", "double", "string", "bytes", "bool", "type", "dyn", "duration",
+        "timestamp", "matches", "contains", "startsWith", "endsWith", "all", "exists", "exists_one", "map",
+        "filter", "getDate", "getDayOfMonth", "getDayOfWeek", "getDayOfYear", "getFullYear", "getHours",
+        "getMilliseconds", "getMinutes", "getMonth", "getSeconds",
+    }
+)  # fmt: skip
+
+
+def _literal_type(text: str) -> str:
+    if text[:1] in "\"'":
+        return "string"
+    if text in ("true", "false"):
+        return "boolean"
+    return "number"
+
+
+def _compatible(declared: str, literal: str) -> bool:
+    if declared in ("any", "null"):
+        return True
+    if declared in ("number", "integer"):
+        return literal == "number"
+    return declared == literal
+
+
+def _condition_problem(rule: Rule, tools: list[tuple[str, ToolSignature]]) -> str | None:
+    """Why ``rule``'s condition cannot be right for the tools it matches: an argument none of them has, a
+    comparison of an argument with a literal of another type, or a function CEL does not have."""
+    assert rule.when is not None
+    code = _STRING.sub('""', rule.when)
+    for match in _CALL.finditer(code):
+        if match.group(1) not in CEL_FUNCTIONS:
+            return f"`when` calls an unknown function {match.group(1)}()"
+    for match in _ARG.finditer(rule.when):
+        name = match.group(1) or match.group(2)
+        if not any(name in sig.args for _, sig in tools):
+            names = ", ".join(sorted({a for _, sig in tools for a in sig.args}))
+            return f"`when` reads args.{name}, an argument {rule.tool} does not have (it has: {names})"
+    for match in _COMPARE.finditer(rule.when):
+        name, literal = (
+            (match.group(1), match.group(2)) if match.group(1) else (match.group(4), match.group(3))
+        )
+        for tool, sig in tools:
+            declared = sig.args.get(name)
+            if declared is not None and not _compatible(declared, _literal_type(literal)):
+                return f"`when` compares args.{name} ({declared} in {tool}) with {literal}"
+    return None
+
+
+def _check_tools(rule: Rule, tools: ToolCatalog) -> str | None:
+    matched = [
+        (name, sig)
+        for name, sig in tools.items()
+        if fnmatch.fnmatchcase(name, rule.tool)
+        and rule.matches_kind("read" if sig.kind == "read" else "write")
+    ]
+    if not matched:
+        # A deny rule for tools that may come later is harmless; anything else is almost surely a typo.
+        if isinstance(rule, DenyRule):
+            return None
+        return f"tool {rule.tool!r} matches no registered tool"
+    return _condition_problem(rule, matched) if rule.when is not None else None
 
 
 # --- Store -------------------------------------------------------------------------------------------------
@@ -676,14 +770,16 @@ _Signature = tuple[int, int, int]
 class PolicyStore:
     """Holds the last good policy; reload() keeps it when the file is bad."""
 
-    def __init__(self, path: Path, known_roles: set[str]) -> None:
-        """Load ``path`` at once; raise :class:`PolicyError` if this first load fails."""
+    def __init__(self, path: Path, known_roles: set[str], tools: ToolCatalog | None = None) -> None:
+        """Load ``path`` at once (checked against ``tools`` when given); raise :class:`PolicyError` if this
+        first load fails."""
         self._path = path
         self._known_roles = set(known_roles)
+        self._tools = tools
         self._lock = threading.Lock()
         # Stat before reading: an edit landing between the two is then seen by the next maybe_reload().
         self._signature = self._stat()
-        self._policy = load_policy(path, self._known_roles)
+        self._policy = load_policy(path, self._known_roles, tools)
 
     @property
     def path(self) -> Path:
@@ -708,7 +804,7 @@ class PolicyStore:
             signature = self._stat()
             old = self._policy
             try:
-                policy = load_policy(self._path, self._known_roles)
+                policy = load_policy(self._path, self._known_roles, self._tools)
             except PolicyError as exc:
                 # Remember the bad file's signature so maybe_reload() does not retry (and log) every call.
                 self._signature = signature

@@ -389,14 +389,14 @@ def policy_check(
 ) -> None:
     """Print the verdict the policy gives a tool call, and the rule that produced it."""
     from approvals.policy import PolicyError, load_policy
-    from tools.registry import get_tool
+    from tools.registry import get_tool, signatures
 
     settings = Settings()
     arguments = _json_arg("--args", args)
     found = get_tool(tool)
     kind = found.kind if found else "write"
     try:
-        loaded = load_policy(policy or settings.policy_path, settings.known_roles())
+        loaded = load_policy(policy or settings.policy_path, settings.known_roles(), signatures())
     except PolicyError as e:
         _fail(f"policy: {e}", 1)
     verdict = loaded.evaluate(tool=tool, kind=kind, args=arguments, agent=agent, tenant=tenant, caller=caller)

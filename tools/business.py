@@ -8,8 +8,6 @@ exactly-once under activity retries.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -20,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from countersign.db import UTCDateTime, make_engine, session_factory, utcnow
+from countersign.hashing import canonical_hash
 
 
 class BusinessBase(DeclarativeBase):
@@ -118,12 +117,6 @@ class Effect(BusinessBase):
     arguments_hash: Mapped[str] = mapped_column(String(64))
     result: Mapped[dict[str, Any]]
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
-
-
-def canonical_hash(value: Any) -> str:
-    """SHA-256 of the canonical JSON form (sorted keys, no spaces): the same value always hashes the same."""
-    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 class BusinessStore:

@@ -16,6 +16,7 @@ from typing import Any, Literal, TypeVar, get_type_hints
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from approvals.policy import ToolSignature
 from tools.business import BusinessBase, BusinessStore
 
 ToolKind = Literal["read", "write"]
@@ -116,6 +117,32 @@ def business_tool(*, scope: str, kind: ToolKind) -> Callable[[ToolFunc], Busines
         return tool
 
     return register
+
+
+def _json_type(prop: dict[str, Any]) -> str:
+    if isinstance(prop.get("type"), str):
+        return str(prop["type"])
+    kinds = [p.get("type") for p in prop.get("anyOf", []) if p.get("type") not in (None, "null")]
+    if len(kinds) == 1 and isinstance(kinds[0], str):
+        return kinds[0]
+    if "enum" in prop and all(isinstance(v, str) for v in prop["enum"]):
+        return "string"
+    return "any"
+
+
+def signatures() -> dict[str, ToolSignature]:
+    """What the policy checks its rules against: every registered tool's kind and argument types."""
+    out: dict[str, ToolSignature] = {}
+    for name, tool in load_all().items():
+        schema = _schema(tool)["function"]["parameters"]
+        defs = schema.get("$defs", {})
+        args = {}
+        for arg, prop in schema.get("properties", {}).items():
+            if "$ref" in prop:
+                prop = defs.get(prop["$ref"].rsplit("/", 1)[-1], {})
+            args[arg] = _json_type(prop)
+        out[name] = ToolSignature(kind=tool.kind, args=args)
+    return out
 
 
 def get_tool(name: str) -> BusinessTool | None:

@@ -27,6 +27,7 @@ from countersign import telemetry
 from countersign.db import make_engine, session_factory
 from countersign.settings import Settings
 from tools.business import BusinessStore
+from tools.registry import signatures
 from workers.activities import ApprovalActivities, LedgerSink, RunActivities
 from workers.activities.checkpoint import CheckpointActivities, ensure_checkpoint_schedule
 from workers.client import BUILD_ID, connect
@@ -51,7 +52,7 @@ def langgraph_plugin(
     services = AgentServices(
         task_queue=task_queue,
         store=store,
-        policy=policy or PolicyStore(settings.policy_path, settings.known_roles()),
+        policy=policy or PolicyStore(settings.policy_path, settings.known_roles(), signatures()),
         model_for=model_for or model_factory(settings),
         events=LedgerSink(sessions),
         model_label=settings.model,
@@ -124,7 +125,7 @@ async def serve(settings: Settings, *, webhooks: bool = True) -> None:
     store = BusinessStore.from_url(settings.resolved_business_database_url(), sandbox=settings.demo_sandbox)
     client = await connect(settings)
     sessions = session_factory(engine)
-    policy = PolicyStore(settings.policy_path, settings.known_roles())
+    policy = PolicyStore(settings.policy_path, settings.known_roles(), signatures())
     worker = build_worker(client, settings, sessions, store, policy=policy)
     current = policy.current
     await audit.record(

@@ -32,9 +32,9 @@ from api.services import pagination
 from approvals import audit
 from countersign import telemetry
 from countersign.db import utcnow
+from countersign.hashing import canonical_hash
 from countersign.models import Run, Tenant
 from countersign.settings import Settings
-from tools.business import canonical_hash
 from workers.contracts import Budget, RunInput
 from workers.workflows.run import AgentRunWorkflow
 

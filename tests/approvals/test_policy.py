@@ -858,3 +858,50 @@ def test_demo_roles_match_the_tools(demo: Policy) -> None:
     assert decide(demo, "rebook_shipment", {"extra_cost": 900}).roles == ("approver:logistics",)
     assert decide(demo, "cancel_order").roles == ("approver:support",)
     assert decide(demo, "delete_customer").reason == "destructive tools are never run by agents"
+
+
+# --- checked against the registered tools at load -----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tools() -> Any:
+    from tools.registry import signatures
+
+    return signatures()
+
+
+@pytest.mark.parametrize(
+    ("rule", "said"),
+    [
+        ("{id: typo, tool: issue_refund, when: 'args.amout > 10', outcome: deny}", "args.amout"),
+        ("{id: typo, tool: issue_refund, when: 'has(args.amout)', outcome: deny}", "args.amout"),
+        ("{id: types, tool: issue_refund, when: 'args.amount > \"10\"', outcome: deny}", "args.amount (number"),
+        ("{id: types, tool: issue_refund, when: 'args.order_id == 5', outcome: deny}", "args.order_id (string"),
+        ("{id: fn, tool: issue_refund, when: 'shout(args.reason)', outcome: deny}", "unknown function shout"),
+        ("{id: nothing, tool: 'refund_*', outcome: allow}", "matches no registered tool"),
+        ("{id: widen, tool: 'get_*', kind: write, outcome: allow}", "matches no registered tool"),
+    ],
+)
+def test_mistakes_are_refused_at_load_naming_the_rule(tools: Any, rule: str, said: str) -> None:
+    with pytest.raises(PolicyError) as e:
+        parse_policy(f"rules:\n  - {rule}\n", ROLES, tools)
+    rule_id = rule.split("id: ")[1].split(",")[0]
+    assert said in str(e.value) and f"rule {rule_id!r} (rules[0])" in str(e.value)
+
+
+def test_well_typed_conditions_and_defensive_denies_load(tools: Any) -> None:
+    text = """rules:
+  - {id: odd, tool: issue_refund, when: 'int(args.reason) > 3', outcome: deny}
+  - {id: big, tool: issue_refund, when: 'args.amount > 100 && args.reason.startsWith("x")', outcome: deny}
+  - {id: later, tool: 'delete_*', outcome: deny}
+  - {id: reads, tool: 'get_*', outcome: allow}
+"""
+    policy = parse_policy(text, ROLES, tools)
+    assert [r.id for r in policy.rules] == ["odd", "big", "later", "reads"]
+    # The odd rule's condition fails at run time for this call: no later allow is reached (no defaults: deny).
+    verdict = decide(policy, "issue_refund", {"order_id": "O-1", "amount": 5, "reason": "not a number"})
+    assert (verdict.rule, verdict.outcome) == ("odd", "deny")
+
+
+def test_the_demo_policy_fits_the_registered_tools(tools: Any) -> None:
+    assert load_policy(DEMO, ROLES, tools).rules

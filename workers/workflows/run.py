@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 from datetime import timedelta
 from typing import Any
@@ -21,6 +20,7 @@ with workflow.unsafe.imports_passed_through():
     from temporalio.langgraph import graph
 
     from agents.graph import graph_name
+    from countersign.hashing import canonical_hash
     from workers.contracts import (
         DecisionIn,
         DecisionOutcome,
@@ -68,11 +68,6 @@ LOCAL_DB_ACTIVITY: dict[str, Any] = {
 # projection writes are local activities carrying their webhook events (an outbox, no child workflows), and
 # a decision is recorded before it takes effect. Runs started earlier replay on the old path.
 FAST_PATH = "countersign-fast-path-1"
-
-
-def _hash(args: dict[str, Any]) -> str:
-    text = json.dumps(args, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _seconds(value: Any) -> timedelta | None:
@@ -232,7 +227,7 @@ class AgentRunWorkflow:
                 tool=p["tool"],
                 tool_call_id=p["tool_call_id"],
                 arguments=p["arguments"],
-                arguments_hash=_hash(p["arguments"]),
+                arguments_hash=canonical_hash(p["arguments"]),
                 reason=p.get("reason") or "",
                 rule=v["rule"],
                 policy_version=v["policy_version"],
@@ -391,7 +386,7 @@ def _apply(req: GatedRequest, d: DecisionIn) -> DecisionOutcome:
     if d.action == "edit":
         assert d.arguments is not None
         # An edit is an approval of new arguments: earlier approvals were of other arguments.
-        req.arguments, req.arguments_hash, req.approvals = d.arguments, _hash(d.arguments), []
+        req.arguments, req.arguments_hash, req.approvals = d.arguments, canonical_hash(d.arguments), []
     if d.action in ("approve", "edit"):
         req.approvals.append(d.principal_id)
         if len(req.approvals) >= req.quorum:

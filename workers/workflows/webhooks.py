@@ -10,8 +10,6 @@ yet no event is left behind when the run's workflow closes.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 from datetime import timedelta
 from typing import Any
 
@@ -21,6 +19,7 @@ from temporalio.exceptions import ActivityError
 from temporalio.workflow import ChildWorkflowHandle, ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
+    from countersign.hashing import canonical_hash
     from workers.contracts import DecisionIn, GatedRequest, StatusUpdate
     from workers.webhook_contracts import PATCH_ID, WebhookEvent, WebhookEventType, webhook_task_queue
 
@@ -105,11 +104,6 @@ async def settle(dispatches: list[Dispatch]) -> None:
         await asyncio.gather(*pending, return_exceptions=True)
 
 
-def _hash(value: Any) -> str:
-    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
 def run_data(u: StatusUpdate) -> dict[str, Any]:
     """The ``data`` of ``run.completed`` / ``run.failed``: ids, status, the output's hash, where to read it.
 
@@ -119,7 +113,7 @@ def run_data(u: StatusUpdate) -> dict[str, Any]:
         "run_id": u.run.run_id,
         "agent": u.run.agent,
         "status": u.status,
-        "output_hash": _hash(u.output) if u.output is not None else None,
+        "output_hash": canonical_hash(u.output) if u.output is not None else None,
         "links": {"run": f"/v1/runs/{u.run.run_id}"},
         "error": u.error,
         "usage": u.usage.model_dump() if u.usage is not None else None,
