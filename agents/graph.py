@@ -250,7 +250,8 @@ async def think(state: AgentState, runtime: Runtime[RunContext], config: Runnabl
         ai = update["messages"][-1] if update.get("messages") else None
         answered = isinstance(ai, AIMessage) and any(c["name"] == FINAL_ANSWER for c in ai.tool_calls)
         if isinstance(ai, AIMessage) and ai.tool_calls and not update.get("stopped") and not answered:
-            verdicts, more = await _verdicts(services, spec, ctx, ai)
+            history = convert_to_messages(state.get("messages", []))
+            verdicts, more = await _verdicts(services, spec, ctx, ai, history)
             update |= {"verdicts": verdicts, "decisions": {}}
             events += more
         await services.events(ctx, events)
@@ -391,16 +392,45 @@ async def evaluate_policy(
     """A verdict for every proposed tool call: out of scope or invalid → deny, else what the policy says."""
     services, spec = _bound(config)
     ctx = runtime.context
-    ai = _last_ai(convert_to_messages(state.get("messages", [])))
-    verdicts, events = await _verdicts(services, spec, ctx, ai)
+    messages = convert_to_messages(state.get("messages", []))
+    ai = _last_ai(messages)
+    verdicts, events = await _verdicts(services, spec, ctx, ai, messages[:-1])
     await services.events(ctx, events)
     return {"verdicts": verdicts, "decisions": {}}
 
 
+def earlier_calls(history: Sequence[BaseMessage]) -> dict[str, dict[str, float]]:
+    """Per tool, the calls of the run so far that ran (their result came back as a success): how many, and
+    the sum of their ``amount`` arguments. What a policy rule sees as ``run.calls``."""
+    ran = {m.tool_call_id for m in history if isinstance(m, ToolMessage) and m.status == "success"}
+    calls: dict[str, dict[str, float]] = {}
+    for m in history:
+        if isinstance(m, AIMessage):
+            for c in m.tool_calls:
+                if c["id"] in ran:
+                    _count(calls, c["name"], c["args"])
+    return calls
+
+
+def _count(calls: dict[str, dict[str, float]], name: str, args: dict[str, Any]) -> None:
+    entry = calls.setdefault(name, {"count": 0, "sum_amount": 0.0})
+    entry["count"] += 1
+    amount = args.get("amount")
+    if isinstance(amount, int | float) and not isinstance(amount, bool):
+        entry["sum_amount"] += float(amount)
+
+
 async def _verdicts(
-    services: AgentServices, spec: AgentSpec, ctx: RunContext, ai: AIMessage | None
+    services: AgentServices,
+    spec: AgentSpec,
+    ctx: RunContext,
+    ai: AIMessage | None,
+    history: Sequence[BaseMessage] = (),
 ) -> tuple[dict[str, dict[str, Any]], list[LedgerEntry]]:
-    """The verdict of each tool call of ``ai``, and the ledger events that record them."""
+    """The verdict of each tool call of ``ai``, and the ledger events that record them. Rules see the run's
+    input and its earlier calls, counting the calls of this turn that go ahead as they are judged."""
+    calls = {name: {"count": 0, "sum_amount": 0.0} for name in spec.tools()} | earlier_calls(history)
+    run_context = {"input": run_input(history), "calls": calls}
     granted, all_tools = spec.tools(), load_all()
     events: list[LedgerEntry] = []
     # A stat per turn and, when the file changed, a CEL compile: both off the event loop.
@@ -440,7 +470,10 @@ async def _verdicts(
                     agent=spec.name,
                     tenant=ctx["tenant_id"],
                     caller=ctx["caller"],
+                    run=run_context,
                 )
+                if verdict.outcome != "deny":
+                    _count(calls, tool.name, dict(call["args"]))
         verdicts[call_id] = verdict.to_dict()
         with tracer().start_as_current_span(
             f"approval.evaluate {call['name']}",

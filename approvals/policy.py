@@ -74,6 +74,7 @@ __all__ = [
     "PolicyError",
     "PolicyStore",
     "Rule",
+    "run_policy_tests",
     "ToolCatalog",
     "ToolSignature",
     "Verdict",
@@ -90,7 +91,7 @@ ToolKind = Literal["read", "write"]
 DEFAULT_TTL_SECONDS = 24 * 3600
 DEFAULT_READ_RULE = "default:read"
 DEFAULT_WRITE_RULE = "default:write"
-CEL_VARIABLES = ("args", "agent", "tenant", "caller", "tool")
+CEL_VARIABLES = ("args", "agent", "tenant", "caller", "tool", "lists", "run")
 GUARD_RULE = "guard:input"
 MAX_ARGS_BYTES = 64 * 1024
 MAX_DEPTH = 20
@@ -414,9 +415,18 @@ class Policy:
     rules: tuple[Rule, ...]
     defaults: PolicyDefaults | None
 
-    def __init__(self, *, version: str, compiled: tuple[_CompiledRule, ...], defaults: PolicyDefaults | None):
+    def __init__(
+        self,
+        *,
+        version: str,
+        compiled: tuple[_CompiledRule, ...],
+        defaults: PolicyDefaults | None,
+        lists: Mapping[str, Any] | None = None,
+    ):
         """Built by :func:`parse_policy` / :func:`load_policy`; not meant to be called directly."""
         self.version = version
+        self.lists = dict(lists or {})
+        self._lists = json_to_cel(self.lists)
         self.rules = tuple(item.rule for item in compiled)
         self.defaults = defaults
         self._compiled = compiled
@@ -450,8 +460,13 @@ class Policy:
         agent: str,
         tenant: str,
         caller: str,
+        run: Mapping[str, Any] | None = None,
     ) -> Verdict:
-        """The verdict of the first matching rule, or the default for the tool's kind; fails closed."""
+        """The verdict of the first matching rule, or the default for the tool's kind; fails closed.
+
+        ``run`` is what a rule may know of the run: ``input`` (what the trigger asked) and ``calls``: per
+        tool, the ``count`` of its earlier calls in the run and the ``sum_amount`` of their ``amount``.
+        """
         if not isinstance(tool, str) or not tool:
             return self._refuse(f"the tool name must be a non-empty string, not {tool!r:.80}")
         problem, cel_args = _args_problem(args)
@@ -465,6 +480,8 @@ class Policy:
             "tenant": celtypes.StringType(str(tenant)),
             "caller": celtypes.StringType(str(caller)),
             "tool": celtypes.StringType(tool),
+            "lists": self._lists,
+            "run": _run_to_cel(run, agent, caller, tool),
         }
         for item in self._compiled:
             if not fnmatch.fnmatchcase(tool, item.rule.tool) or not item.rule.matches_kind(kind):
@@ -503,6 +520,22 @@ class Policy:
             ttl_seconds=self.defaults.ttl,
             error=error,
         )
+
+
+def _run_to_cel(run: Mapping[str, Any] | None, agent: str, caller: str, tool: str) -> Any:
+    run = run or {}
+    calls = {tool: {"count": 0, "sum_amount": 0.0}} | dict(run.get("calls") or {})
+    value = {
+        "agent": str(agent),
+        "caller": str(caller),
+        "input": dict(run.get("input") or {}),
+        "calls": {
+            str(name): {"count": int(c.get("count", 0)), "sum_amount": float(c.get("sum_amount", 0.0))}
+            for name, c in calls.items()
+        },
+    }
+    problem, cel = _args_problem(value)
+    return cel if problem is None else json_to_cel({"agent": str(agent), "caller": str(caller)})
 
 
 class _ConditionError(Exception):
@@ -596,9 +629,15 @@ def _build(
         raise fail(f"not valid YAML: {exc}") from exc
     if not isinstance(document, dict) or not isinstance(document.get("rules"), list):
         raise fail("a policy is a mapping with a `rules:` list (and optionally `defaults:`)")
-    extra = sorted(str(key) for key in document if key not in ("rules", "defaults"))
+    extra = sorted(str(key) for key in document if key not in ("rules", "defaults", "lists"))
     if extra:
         raise fail(f"unknown top-level field(s): {', '.join(extra)}")
+    lists = document.get("lists") or {}
+    if not isinstance(lists, dict) or not all(isinstance(k, str) and _NAME.match(k) for k in lists):
+        raise fail("lists: a mapping of names (letters, digits, _) to a list or a single value")
+    problem, _ = _args_problem(lists)
+    if problem is not None:
+        raise fail(f"lists: {problem.replace('arguments', 'values')}")
 
     defaults: PolicyDefaults | None = None
     if document.get("defaults") is not None:
@@ -640,12 +679,16 @@ def _build(
                 program = env.program(env.compile(rule.when), functions=_CEL_FUNCTIONS)
             except Exception as exc:  # CELParseError mostly; lark can raise others on odd input
                 raise fail(f"{label}: `when` is not valid CEL: {exc}") from exc
+        if rule.when is not None:
+            for name in _LIST.findall(_STRING.sub('""', rule.when)):
+                if name not in lists:
+                    raise fail(f"{label}: `when` reads lists.{name}, which the policy does not define")
         if tools is not None:
             problem = _check_tools(rule, tools)
             if problem:
                 raise fail(f"{label}: {problem}")
         compiled.append(_CompiledRule(rule=rule, program=program, verdict=_rule_verdict(rule, version)))
-    return Policy(version=version, compiled=tuple(compiled), defaults=defaults)
+    return Policy(version=version, compiled=tuple(compiled), defaults=defaults, lists=lists)
 
 
 def _version(data: bytes) -> str:
@@ -692,6 +735,8 @@ ToolCatalog = Mapping[str, ToolSignature]
 
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'')
 _ARG = re.compile(r"(?<![\w.])args\s*(?:\.\s*([A-Za-z_]\w*)|\[\s*\"([^\"]+)\"\s*\])")
+_NAME = re.compile(r"^[A-Za-z_]\w*$")
+_LIST = re.compile(r"(?<![\w.])lists\.([A-Za-z_]\w*)")
 _CALL = re.compile(r"(?<![\w])\.?\s*([A-Za-z_]\w*)\s*\(")
 _COMPARE = re.compile(
     r"(?<![\w.])args\.([A-Za-z_]\w*)\s*(?:==|!=|<=|>=|<|>)\s*(\"[^\"]*\"|'[^']*'|-?\d+(?:\.\d+)?|true|false)"
@@ -760,6 +805,73 @@ def _check_tools(rule: Rule, tools: ToolCatalog) -> str | None:
             return None
         return f"tool {rule.tool!r} matches no registered tool"
     return _condition_problem(rule, matched) if rule.when is not None else None
+
+
+# --- Policy tests ------------------------------------------------------------------------------------------
+
+
+class PolicyCase(_Model):
+    """One policy test case: a call, and the verdict it must get."""
+
+    name: StrictStr = Field(min_length=1)
+    tool: StrictStr = Field(min_length=1)
+    args: dict[str, Any] = Field(default_factory=dict)
+    agent: StrictStr = "support_drafting"
+    tenant: StrictStr = "demo"
+    caller: StrictStr = "policy-test"
+    kind: Literal["read", "write"] | None = None
+    run: dict[str, Any] = Field(default_factory=dict)
+    expect: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class CaseResult:
+    """A case's outcome: ``problem`` is None when the verdict was the expected one."""
+
+    name: str
+    verdict: Verdict
+    problem: str | None
+
+
+def run_policy_tests(
+    policy: Policy, text: str, tools: ToolCatalog | None = None
+) -> tuple[list[CaseResult], list[str]]:
+    """Run the test cases of ``text`` (YAML with a ``cases:`` list) against ``policy``: (each case's result,
+    the ids of the rules no case reached). Raises :class:`PolicyError` when the file itself is not valid."""
+    try:
+        document = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        raise PolicyError(f"policy tests: not valid YAML: {exc}") from exc
+    if not isinstance(document, dict) or not isinstance(document.get("cases"), list):
+        raise PolicyError("policy tests: a mapping with a `cases:` list")
+    results: list[CaseResult] = []
+    reached: set[str] = set()
+    for index, raw in enumerate(document["cases"]):
+        try:
+            case = PolicyCase.model_validate(raw)
+        except ValidationError as exc:
+            raise PolicyError(f"policy tests: cases[{index}]: {_describe(exc)}") from exc
+        known = tools.get(case.tool) if tools else None
+        kind: ToolKind = case.kind or ("read" if known is not None and known.kind == "read" else "write")
+        verdict = policy.evaluate(
+            tool=case.tool,
+            kind=kind,
+            args=case.args,
+            agent=case.agent,
+            tenant=case.tenant,
+            caller=case.caller,
+            run=case.run,
+        )
+        reached.add(verdict.rule)
+        got = verdict.to_dict()
+        wrong = [
+            f"{key}: expected {want!r}, got {got.get(key)!r}"
+            for key, want in case.expect.items()
+            if (list(got.get(key) or []) if isinstance(want, list) else got.get(key)) != want
+        ]
+        results.append(CaseResult(case.name, verdict, "; ".join(wrong) or None))
+    untested = [rule.id for rule in policy.rules if rule.id not in reached]
+    return results, untested
 
 
 # --- Store -------------------------------------------------------------------------------------------------

@@ -378,6 +378,47 @@ def webhooks_remove(
     typer.echo(f"removed {endpoint_id}")
 
 
+@policy_app.command("test")
+def policy_test(
+    cases: Annotated[
+        Path | None, typer.Argument(help="Test cases (default: the policy file's <name>.tests.yaml)")
+    ] = None,
+    policy: Annotated[Path | None, typer.Option(help="Policy file (default: the configured one)")] = None,
+) -> None:
+    """Run the policy's test cases: each call must get the expected outcome and rule, and every rule must be
+    reached by a case. Prints one line per case; exits 1 on any failure."""
+    from approvals.policy import PolicyError, load_policy, run_policy_tests
+    from tools.registry import signatures
+
+    settings = Settings()
+    path = policy or settings.policy_path
+    file = cases or path.with_name(path.name.removesuffix(".yaml") + ".tests.yaml")
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as e:
+        _fail(f"cases: cannot read {file}: {e}", 2)
+        raise
+    tools = signatures()
+    try:
+        loaded = load_policy(path, settings.known_roles(), tools)
+        results, untested = run_policy_tests(loaded, text, tools)
+    except PolicyError as e:
+        _fail(str(e), 1)
+        raise
+    for r in results:
+        mark = "ok  " if r.problem is None else "FAIL"
+        typer.echo(
+            f"{mark} {r.name}: {r.verdict.outcome} ({r.verdict.rule})"
+            + (f" - {r.problem}" if r.problem else "")
+        )
+    failed = [r for r in results if r.problem is not None]
+    for rule in untested:
+        typer.echo(f"FAIL rule {rule} is reached by no case")
+    typer.echo(f"{len(results) - len(failed)} of {len(results)} cases pass; {len(untested)} rule(s) untested")
+    if failed or untested:
+        raise typer.Exit(1)
+
+
 @policy_app.command("check")
 def policy_check(
     tool: Annotated[str, typer.Option(help="Tool name, e.g. issue_refund")],

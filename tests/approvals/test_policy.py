@@ -875,8 +875,14 @@ def tools() -> Any:
     [
         ("{id: typo, tool: issue_refund, when: 'args.amout > 10', outcome: deny}", "args.amout"),
         ("{id: typo, tool: issue_refund, when: 'has(args.amout)', outcome: deny}", "args.amout"),
-        ("{id: types, tool: issue_refund, when: 'args.amount > \"10\"', outcome: deny}", "args.amount (number"),
-        ("{id: types, tool: issue_refund, when: 'args.order_id == 5', outcome: deny}", "args.order_id (string"),
+        (
+            "{id: types, tool: issue_refund, when: 'args.amount > \"10\"', outcome: deny}",
+            "args.amount (number",
+        ),
+        (
+            "{id: types, tool: issue_refund, when: 'args.order_id == 5', outcome: deny}",
+            "args.order_id (string",
+        ),
         ("{id: fn, tool: issue_refund, when: 'shout(args.reason)', outcome: deny}", "unknown function shout"),
         ("{id: nothing, tool: 'refund_*', outcome: allow}", "matches no registered tool"),
         ("{id: widen, tool: 'get_*', kind: write, outcome: allow}", "matches no registered tool"),
@@ -905,3 +911,75 @@ def test_well_typed_conditions_and_defensive_denies_load(tools: Any) -> None:
 
 def test_the_demo_policy_fits_the_registered_tools(tools: Any) -> None:
     assert load_policy(DEMO, ROLES, tools).rules
+
+
+# --- lists and the run ---------------------------------------------------------------------------------
+
+
+def test_lists_are_declared_once_and_read_by_name() -> None:
+    policy = parse_policy(
+        """
+lists:
+  blocked_orders: ["O-9", "O-13"]
+  goodwill: 50
+rules:
+  - {id: blocked, tool: issue_refund, when: 'args.order_id in lists.blocked_orders', outcome: deny}
+  - {id: small, tool: issue_refund, when: 'args.amount <= lists.goodwill', outcome: allow}
+""",
+        ROLES,
+    )
+    assert decide(policy, "issue_refund", {"order_id": "O-9", "amount": 5}).rule == "blocked"
+    assert decide(policy, "issue_refund", {"order_id": "O-1", "amount": 50}).rule == "small"
+    assert decide(policy, "issue_refund", {"order_id": "O-1", "amount": 51}).rule == "default:write"
+    with pytest.raises(PolicyError, match=r"rule 'x' \(rules\[0\]\): `when` reads lists.nope"):
+        parse_policy("rules:\n  - {id: x, tool: t, when: 'args.a in lists.nope', outcome: deny}\n", ROLES)
+    with pytest.raises(PolicyError, match="lists: values are not plain JSON"):
+        parse_policy("lists: {bad: .nan}\nrules: []\n", ROLES)
+
+
+def test_rules_count_the_runs_earlier_calls_and_read_its_input() -> None:
+    policy = parse_policy(
+        """
+rules:
+  - id: two-per-run
+    tool: issue_refund
+    when: run.calls.issue_refund.count >= 2 || run.calls.issue_refund.sum_amount + args.amount > 500
+    outcome: deny
+  - id: asked-order-only
+    tool: issue_refund
+    when: has(run.input.order_id) && run.input.order_id != args.order_id
+    outcome: deny
+  - {id: rest, tool: issue_refund, outcome: allow}
+""",
+        ROLES,
+    )
+    args = {"order_id": "O-1", "amount": 100}
+    assert decide(policy, "issue_refund", args).rule == "rest"  # no earlier call: the counters start at 0
+    earlier = {"calls": {"issue_refund": {"count": 1, "sum_amount": 450.0}}}
+    assert (
+        policy.evaluate(tool="issue_refund", kind="write", args=args, run=earlier, **CTX).rule
+        == "two-per-run"
+    )
+    twice = {"calls": {"issue_refund": {"count": 2, "sum_amount": 20.0}}}
+    assert (
+        policy.evaluate(tool="issue_refund", kind="write", args=args, run=twice, **CTX).rule == "two-per-run"
+    )
+    asked = {"input": {"order_id": "O-2"}}
+    assert (
+        policy.evaluate(tool="issue_refund", kind="write", args=args, run=asked, **CTX).rule
+        == "asked-order-only"
+    )
+
+
+def test_the_graph_counts_only_calls_that_ran() -> None:
+    from langchain_core.messages import AIMessage, ToolMessage
+
+    from agents.graph import earlier_calls
+
+    history = [
+        AIMessage(content="", tool_calls=[{"name": "issue_refund", "args": {"amount": 30}, "id": "a"}]),
+        ToolMessage(content="{}", tool_call_id="a", status="success"),
+        AIMessage(content="", tool_calls=[{"name": "issue_refund", "args": {"amount": 70}, "id": "b"}]),
+        ToolMessage(content="Not run: rejected", tool_call_id="b", status="error"),
+    ]
+    assert earlier_calls(history) == {"issue_refund": {"count": 1, "sum_amount": 30.0}}
