@@ -11,12 +11,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
-from pathlib import Path
 from typing import Annotated, Any, Literal, Protocol, TypedDict
 
 from langchain_core.language_models import BaseChatModel
@@ -129,8 +127,6 @@ class AgentServices:
     tool_timeout: timedelta = timedelta(seconds=30)
     heartbeat: timedelta = timedelta(seconds=10)
     step_deadline: timedelta = timedelta(minutes=30)
-    fault_point: str = ""
-    fault_marker: str = ""
 
     def label(self, agent: str) -> str:
         """The provider string of the agent's model."""
@@ -145,17 +141,6 @@ class AgentServices:
             input_tokens * price.get("input_per_million", 0.0)
             + output_tokens * price.get("output_per_million", 0.0)
         ) / 1_000_000
-
-    async def fault(self, point: str) -> None:
-        """Test-only: at the configured point, announce it through the marker file and hang until killed."""
-        if self.fault_point != point or not self.fault_marker:
-            return
-        await asyncio.to_thread(Path(self.fault_marker).write_text, str(os.getpid()))
-        await _forever()
-
-
-async def _forever() -> None:
-    await asyncio.Event().wait()
 
 
 def model_failures() -> int:
@@ -281,7 +266,6 @@ async def _model_turn(
         RUN_ID: ctx["run_id"],
     }
     with tracer().start_as_current_span(f"chat {name}", kind=SpanKind.CLIENT, attributes=attributes) as span:
-        await services.fault("in_model")
         ai = await ask_model(model, [SystemMessage(spec.prompt), *messages], services)
         meta: dict[str, Any] = dict(ai.usage_metadata or {})
         tokens_in, tokens_out = int(meta.get("input_tokens", 0)), int(meta.get("output_tokens", 0))
@@ -557,7 +541,6 @@ async def _run_tools(
         content, status, key, args = _resolve(verdicts.get(call_id, {}), decision, ctx, call_id, call["args"])
         if key is not None:
             tool = granted[call["name"]]
-            await services.fault("before_tool")
             result, status = await _execute(
                 services, spec.name, tool, args, key, call_id, ctx, verdicts.get(call_id, {})
             )
@@ -576,8 +559,6 @@ async def _run_tools(
                     },
                 )
             )
-            if tool.kind == "write":
-                await services.fault("after_effect")
             content = json.dumps(result, default=str)
         out.append(ToolMessage(content=content, tool_call_id=call_id, name=call["name"], status=status))
     # One transaction for the turn's ledger events; a crash before it re-runs the node, and the effects

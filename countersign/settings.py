@@ -96,11 +96,6 @@ class Settings(BaseSettings):
     events_poll_seconds: float = Field(default=0.5, gt=0, le=30)
     events_stream_max_seconds: float = Field(default=900.0, gt=0)
 
-    # Test-only fault injection: the tools activity writes the marker file and blocks at this point,
-    # so a test can SIGKILL the worker at a known moment instead of racing it.
-    fault_point: str = ""
-    fault_marker: str = ""
-
     @field_validator("data_dir")
     @classmethod
     def _absolute(cls, v: Path) -> Path:

@@ -321,8 +321,11 @@ def skipping_stack(skipping_env: WorkflowEnvironment, tmp_path: Path) -> Callabl
     return factory
 
 
-def worker_process(stack: Stack, **env: str) -> subprocess.Popen[bytes]:
-    """A real worker process (``countersign worker``) for this stack, so a test can SIGKILL it."""
+def worker_process(
+    stack: Stack, fault: tuple[str, Path] | None = None, **env: str
+) -> subprocess.Popen[bytes]:
+    """A real worker process (``countersign worker``) for this stack, so a test can SIGKILL it; with
+    ``fault`` (point, marker file) it stops dead at that point (see ``tests/fault_worker.py``)."""
     full = {
         **os.environ,
         "COUNTERSIGN_DATABASE_URL": stack.settings.resolved_database_url(),
@@ -332,8 +335,12 @@ def worker_process(stack: Stack, **env: str) -> subprocess.Popen[bytes]:
         "COUNTERSIGN_DATA_DIR": str(stack.settings.data_dir),
         **env,
     }
+    argv = [sys.executable, "-m", "cli", "worker"]
+    if fault is not None:
+        full |= {"TEST_FAULT_POINT": fault[0], "TEST_FAULT_MARKER": str(fault[1])}
+        argv = [sys.executable, "-m", "tests.fault_worker"]
     return subprocess.Popen(
-        [sys.executable, "-m", "cli", "worker"],
+        argv,
         env=full,
         stdout=subprocess.DEVNULL,
         stderr=open(stack.settings.data_dir / f"worker-{uuid.uuid4().hex[:6]}.log", "wb"),

@@ -65,8 +65,6 @@ def langgraph_plugin(
         tool_timeout=timedelta(seconds=settings.tool_timeout_seconds),
         heartbeat=timedelta(seconds=settings.activity_heartbeat_seconds),
         step_deadline=timedelta(seconds=settings.step_deadline_seconds),
-        fault_point=settings.fault_point,
-        fault_marker=settings.fault_marker,
     )
     return LangGraphPlugin(
         graphs={

@@ -39,9 +39,7 @@ async def test_worker_killed_mid_run_then_new_worker_completes(
 ) -> None:
     marker = tmp_path / "before_tool"
     async with make_stack(db_url, worker=False) as stack:
-        doomed = worker_process(
-            stack, COUNTERSIGN_FAULT_POINT="before_tool", COUNTERSIGN_FAULT_MARKER=str(marker), **FAST_RETRY
-        )
+        doomed = worker_process(stack, fault=("before_tool", marker), **FAST_RETRY)
         try:
             run = await stack.start("support_drafting", {"ticket_id": "T-1001"})
             await wait_for_file(marker, doomed)
@@ -86,9 +84,7 @@ async def test_killed_after_the_effect_before_the_activity_completes(
 ) -> None:
     marker = tmp_path / "after_effect"
     async with make_stack(db_url, worker=False) as stack:
-        doomed = worker_process(
-            stack, COUNTERSIGN_FAULT_POINT="after_effect", COUNTERSIGN_FAULT_MARKER=str(marker), **FAST_RETRY
-        )
+        doomed = worker_process(stack, fault=("after_effect", marker), **FAST_RETRY)
         try:
             run = await stack.start(
                 "support_drafting", {"ticket_id": "T-1003"}

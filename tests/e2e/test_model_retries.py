@@ -31,22 +31,13 @@ async def test_three_worker_crashes_in_one_model_step_do_not_fail_the_run(
     procs: list[subprocess.Popen[bytes]] = []
     async with make_stack(db_url, worker=False) as stack:
         try:
-            doomed = worker_process(
-                stack,
-                COUNTERSIGN_FAULT_POINT="in_model",
-                COUNTERSIGN_FAULT_MARKER=str(tmp_path / "m0"),
-                **FAST,
-            )
+            doomed = worker_process(stack, fault=("in_model", tmp_path / "m0"), **FAST)
             procs.append(doomed)
             run = await stack.start("support_drafting", {"ticket_id": "T-1001"})
             for n in range(1, 4):
                 await wait_for_file(tmp_path / f"m{n - 1}", doomed)
                 # The next worker hangs at the same point too, until the third crash; then a healthy one.
-                fault = {
-                    "COUNTERSIGN_FAULT_POINT": "in_model",
-                    "COUNTERSIGN_FAULT_MARKER": str(tmp_path / f"m{n}"),
-                }
-                nxt = worker_process(stack, **(fault if n < 3 else {}), **FAST)
+                nxt = worker_process(stack, fault=("in_model", tmp_path / f"m{n}") if n < 3 else None, **FAST)
                 procs.append(nxt)
                 kill(doomed)
                 doomed = nxt
