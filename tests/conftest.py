@@ -28,6 +28,7 @@ from temporalio.worker import Worker
 from agents.spec import AgentSpec
 from api.app import create_app
 from api.auth import create_key, ensure_tenant
+from cli.dev import DEMO_KEYS as DEV_KEYS
 from countersign import telemetry
 from countersign.db import make_engine, session_factory
 from countersign.migrate import upgrade_async
@@ -210,14 +211,10 @@ class Stack:
         raise AssertionError(f"run {run_id} never had {count} pending approval requests")
 
 
-DEMO_KEYS = {
-    "trigger": ["trigger"],
-    "alice": ["approver:finance", "approver:support", "approver:logistics"],
-    "bob": ["approver:finance", "approver:support", "approver:claims", "approver:senior_adjuster"],
+# The demo keys of `countersign dev` (one definition), named as the tests use them, plus two test-only keys.
+DEMO_KEYS = {name.removeprefix("approver-"): roles for name, roles in DEV_KEYS.items()} | {
     "carol": ["approver:finance"],
     "logistics": ["approver:logistics"],
-    "auditor": ["auditor"],
-    "admin": ["admin"],
 }
 
 
