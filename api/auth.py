@@ -26,6 +26,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from approvals import audit
+from approvals.policy import declared_roles
 from countersign.db import utcnow
 from countersign.models import ApiKey, Tenant
 from countersign.settings import Settings
@@ -169,7 +170,7 @@ class JwtVerifier:
         self.tenant_claim = settings.oidc_tenant_claim
         self.algorithms = list(settings.oidc_algorithms)
         self.leeway = settings.oidc_leeway_seconds
-        self.known_roles = settings.known_roles()
+        self.known_roles = settings.known_roles() | declared_roles(settings.policy_path)
         self.cache_seconds, self.refresh_interval = cache_seconds, refresh_interval
         self._keys: list[tuple[jwt.PyJWK, dict[str, Any]]] | None = None
         self._fetched = 0.0

@@ -67,6 +67,7 @@ from pydantic_core import to_jsonable_python
 
 __all__ = [
     "ApprovalRule",
+    "declared_roles",
     "AllowRule",
     "DenyRule",
     "Policy",
@@ -629,9 +630,13 @@ def _build(
         raise fail(f"not valid YAML: {exc}") from exc
     if not isinstance(document, dict) or not isinstance(document.get("rules"), list):
         raise fail("a policy is a mapping with a `rules:` list (and optionally `defaults:`)")
-    extra = sorted(str(key) for key in document if key not in ("rules", "defaults", "lists"))
+    extra = sorted(str(key) for key in document if key not in ("rules", "defaults", "lists", "approvers"))
     if extra:
         raise fail(f"unknown top-level field(s): {', '.join(extra)}")
+    approvers = document.get("approvers") or []
+    if not isinstance(approvers, list) or not all(isinstance(g, str) and _NAME.match(g) for g in approvers):
+        raise fail("approvers: a list of approver group names (letters, digits, _), e.g. [support, finance]")
+    known_roles = set(known_roles) | {f"{DECIDER_PREFIX}{g}" for g in approvers}
     lists = document.get("lists") or {}
     if not isinstance(lists, dict) or not all(isinstance(k, str) and _NAME.match(k) for k in lists):
         raise fail("lists: a mapping of names (letters, digits, _) to a list or a single value")
@@ -718,6 +723,19 @@ def load_policy(path: Path, known_roles: set[str], tools: ToolCatalog | None = N
     except UnicodeDecodeError as exc:
         raise PolicyError(f"policy {path}: not UTF-8: {exc}") from exc
     return _build(text, _version(data), known_roles, source=str(path), tools=tools)
+
+
+def declared_roles(path: Path) -> set[str]:
+    """The approver roles a policy file declares (``approvers:``); none when the file cannot be read (loading
+    it then reports why)."""
+    try:
+        document = yaml.load(path.read_text(encoding="utf-8"), Loader=_StrictLoader)  # noqa: S506
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return set()
+    groups = document.get("approvers") if isinstance(document, dict) else None
+    if not isinstance(groups, list):
+        return set()
+    return {f"{DECIDER_PREFIX}{g}" for g in groups if isinstance(g, str) and _NAME.match(g)}
 
 
 # --- Checks against the registered tools --------------------------------------------------------------------

@@ -162,17 +162,16 @@ def keys_create(
 ) -> None:
     """Create an API key. The key is printed once and never stored."""
     from api.auth import create_key, ensure_tenant
+    from approvals.policy import declared_roles
 
     settings = Settings()
+    known = settings.known_roles() | declared_roles(settings.policy_path)
     wanted = [*(role or []), *[r.strip() for r in (roles or "").split(",") if r.strip()]]
     if not wanted:
         _fail("--role: give at least one role")
-    unknown = sorted(set(wanted) - settings.known_roles())
+    unknown = sorted(set(wanted) - known)
     if unknown:
-        _fail(
-            f"--role: unknown role(s) {', '.join(unknown)}; "
-            f"known: {', '.join(sorted(settings.known_roles()))}"
-        )
+        _fail(f"--role: unknown role(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
     expires_at = _parse_expiry(expires_in)
 
     async def go() -> tuple[str, str, str]:

@@ -31,7 +31,8 @@ class Settings(BaseSettings):
     temporal_ui_port: int = Field(default=8233, ge=1, le=65535)
 
     policy_path: Path = DEFAULT_POLICY
-    approver_groups: list[str] = ["support", "finance", "claims", "senior_adjuster", "logistics"]
+    # Approver groups beyond those the policy file declares (its `approvers:` list): roles `approver:<group>`.
+    approver_groups: list[str] = []
 
     model: str = "scripted"
     model_base_url: str = ""
@@ -118,5 +119,6 @@ class Settings(BaseSettings):
         return self.temporal_address or f"127.0.0.1:{self.temporal_port}"
 
     def known_roles(self) -> set[str]:
-        """Every role a key, a token or a policy rule may name."""
+        """The fixed roles and the settings' approver groups; the policy file's `approvers:` add to these
+        (``approvals.policy.declared_roles``)."""
         return {"trigger", "auditor", "admin"} | {f"approver:{g}" for g in self.approver_groups}

@@ -983,3 +983,27 @@ def test_the_graph_counts_only_calls_that_ran() -> None:
         ToolMessage(content="Not run: rejected", tool_call_id="b", status="error"),
     ]
     assert earlier_calls(history) == {"issue_refund": {"count": 1, "sum_amount": 30.0}}
+
+
+def test_the_policy_declares_its_approver_groups() -> None:
+    base = {"trigger", "auditor", "admin"}
+    text = """
+approvers: [finance, claims]
+rules:
+  - {id: big, tool: issue_refund, outcome: require_approval, roles: ["approver:finance"]}
+"""
+    assert parse_policy(text, base).rules[0].roles == ("approver:finance",)  # type: ignore[union-attr]
+    with pytest.raises(PolicyError, match="unknown role"):
+        parse_policy(text.replace('"approver:finance"', '"approver:financ"'), base)
+    with pytest.raises(PolicyError, match="approvers: a list of approver group names"):
+        parse_policy("approvers: [fin ance]\nrules: []\n", base)
+
+
+def test_declared_roles_are_known_to_keys_and_tokens(tmp_path: Path) -> None:
+    from approvals.policy import declared_roles
+
+    policy = tmp_path / "p.yaml"
+    policy.write_text("approvers: [finance, night_shift]\nrules: []\n")
+    assert declared_roles(policy) == {"approver:finance", "approver:night_shift"}
+    assert declared_roles(tmp_path / "missing.yaml") == set()
+    assert declared_roles(DEMO) >= {"approver:support", "approver:senior_adjuster"}

@@ -15,6 +15,7 @@ from approvals.models import ApprovalRequest
 from tools.business import Refund
 
 POLICY = """
+approvers: [support, finance, logistics]
 defaults:
   roles: ["approver:support"]
 rules:

@@ -231,6 +231,7 @@ async def test_webhook_urls_must_be_public_http_unless_allowed(make_stack: Any, 
 
 
 POLICY = """
+approvers: [support, finance]
 defaults:
   roles: ["approver:support"]
 rules:
