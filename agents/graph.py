@@ -710,36 +710,38 @@ def _resolve(
     call_id: str,
     args: dict[str, Any],
 ) -> tuple[str, Literal["success", "error"], str | None, dict[str, Any]]:
-    """What the tools node does with one call: (message if not run, status, idempotency key if run, args)."""
+    """What the tools node does with one call: (result if not run, status, idempotency key if run, args).
+
+    A call that does not run gets a typed result, ``{"not_run": <why>, "message": ...}`` with ``why`` one of
+    ``blocked``, ``no_decision``, ``rejected``, ``expired``, ``responded`` (or the request's status), plus
+    ``reason``: the policy's reason or what the person wrote. Nobody has to read the message to know why.
+    """
     outcome = verdict.get("outcome")
     if outcome == "allow":
         return "", "success", f"{ctx['run_id']}:{call_id}", args
     if outcome == "deny":
-        return f"Blocked by policy ({verdict.get('rule')}): {verdict.get('reason')}", "error", None, args
+        reason = verdict.get("reason")
+        message = f"Blocked by policy ({verdict.get('rule')}): {reason}"
+        return _not_run("blocked", message, reason), "error", None, args
     if decision is None:
-        return "Not run: no decision was recorded for this call.", "error", None, args
+        return (
+            _not_run("no_decision", "Not run: no decision was recorded for this call."),
+            "error",
+            None,
+            args,
+        )
     status = decision.get("status")
     if status == "approved":
         return "", "success", str(decision["request_id"]), dict(decision["arguments"])
-    if status == "rejected":
-        return (
-            f"Rejected by a person: {decision.get('message')}. The action was not taken.",
-            "error",
-            None,
-            args,
-        )
-    if status == "expired":
-        return (
-            "The approval request expired with no decision; the action was not taken.",
-            "error",
-            None,
-            args,
-        )
-    if status == "responded":
-        return (
-            f"A person answered instead of running the tool: {decision.get('message')}",
-            "error",
-            None,
-            args,
-        )
-    return f"Not run: the approval request was {status}.", "error", None, args
+    said = decision.get("message")
+    messages = {
+        "rejected": f"Rejected by a person: {said}. The action was not taken.",
+        "expired": "The approval request expired with no decision; the action was not taken.",
+        "responded": f"A person answered instead of running the tool: {said}",
+    }
+    message = messages.get(str(status), f"Not run: the approval request was {status}.")
+    return _not_run(str(status), message, said), "error", None, args
+
+
+def _not_run(why: str, message: str, reason: Any = None) -> str:
+    return json.dumps({"not_run": why, "message": message, "reason": reason})

@@ -33,7 +33,8 @@ PROMPT = """You triage first notices of loss (FNOL) for an insurer.
    policies, fast_track for low, property otherwise), then set_claim_reserve with the estimate capped at
    the limit less the deductible, stating injuries truthfully. Large or injury reserves wait for a senior
    adjuster.
-Finish with a short summary: the extracted facts, the decision and what was actually done."""
+Finish by calling final_answer: the decision, and a short summary of the extracted facts, the decision and
+what was actually done."""
 
 
 class TriageOutput(BaseModel):

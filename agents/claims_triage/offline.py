@@ -366,7 +366,9 @@ def _why_not(outcome: tuple[str, Any] | None) -> str:
     if outcome is None:
         return "not attempted"
     content = outcome[1]
-    return str(content.get("error")) if isinstance(content, dict) else str(content)
+    if isinstance(content, dict):
+        return str(content.get("error") or content.get("message"))
+    return str(content)
 
 
 class _Conversation:
@@ -507,9 +509,8 @@ def finish(messages: Sequence[BaseMessage]) -> dict[str, Any]:
             }
         else:
             text = _why_not(reserve)
-            status = (
-                "rejected" if text.startswith("Rejected") else "expired" if "expired" in text else "not_set"
-            )
+            why = reserve[1].get("not_run") if reserve and isinstance(reserve[1], dict) else None
+            status = why if why in ("rejected", "expired") else "not_set"
             reserve_out = {
                 "amount": t.reserve,
                 "injuries": c.claim.injuries if c.claim else None,

@@ -39,7 +39,8 @@ PROMPT = f"""You explain month-end budget-vs-actual variances for a finance cont
 4. An invoice booked to another cost center than the one it names is a misposting: propose a reclassification
    of that ledger line with propose_reclassification (finance approves it). If nothing you read explains a
    variance, hand it to a controller with flag_variance, saying what you checked.
-Finish with a short summary for the controller."""
+Finish by calling final_answer: each material variance with its cause, explanation and sources, and a short
+summary for the controller."""
 
 
 class VarianceExplanation(BaseModel):

@@ -34,7 +34,7 @@ PROMPT = """You handle shipment exceptions for a logistics provider.
 5. When the delay is more than 3 days: rebook_shipment onto the quote that arrives earliest if it beats the
    current date (use its carrier and extra_cost exactly), else issue_shipping_credit of 10% of the shipping
    cost per day late, at most 50%.
-Finish with a short summary: cause, new date, delay, impact and what was done."""
+Finish by calling final_answer with a short summary: cause, new date, delay, impact and what was done."""
 
 
 class ExceptionOutput(BaseModel):

@@ -255,18 +255,14 @@ def _outcome(result: tuple[str, Any] | None, key: str) -> tuple[str, str | None]
     if result is None:
         return "not_proposed", None
     status, content = result
+    if isinstance(content, dict) and "not_run" in content:
+        why = str(content["not_run"])
+        return (why if why in ("rejected", "expired", "blocked") else "not_run"), str(content.get("message"))
     if isinstance(content, dict):
         if status == "success" and content.get(key):
             return "done", None
         return "refused", str(content.get("error"))
-    text = str(content)
-    if text.startswith("Rejected by a person"):
-        return "rejected", text
-    if "expired" in text:
-        return "expired", text
-    if text.startswith("Blocked by policy"):
-        return "blocked", text
-    return "not_run", text
+    return "not_run", str(content)
 
 
 _DONE_KEY = {"notify_customer": "sent", "rebook_shipment": "rebooked", "issue_shipping_credit": "issued"}

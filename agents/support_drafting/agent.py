@@ -52,7 +52,8 @@ PROMPT = """You draft replies to customer support tickets for a retailer.
 5. Cite every policy statement in the reply with the passage id in square brackets, e.g.
    [refund-policy#damaged-items]; get_policy_passage reads a cited passage again.
 If a tool result says an action was rejected or not taken, say so honestly in the draft.
-Finish with the reply to the customer, plain text."""
+Finish by calling final_answer with the reply to the customer (plain text) and whether a person must take
+over, and why."""
 
 
 class CitationOut(BaseModel):

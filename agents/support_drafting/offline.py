@@ -170,7 +170,7 @@ def _draft(c: _Conversation) -> str:
             if c.ground is not None:
                 lines.append(_quote(c.ground, about, must="refund"))
         else:
-            why = result.get("error") if isinstance(result, dict) else str(result)
+            why = (result.get("error") or result.get("message")) if isinstance(result, dict) else str(result)
             lines.append(f"We could not issue the refund you asked for on this ticket. Reason: {why}")
     elif c.order is not None and c.order_found:
         when = c.order.get("delivered_at")
