@@ -73,12 +73,18 @@ class Bench:
 
     # -- ours ---------------------------------------------------------------------------------------------
     async def post_run(self, ticket: str) -> str:
-        r = await self.http.post(
-            f"{self.api}/v1/runs",
-            json={"agent": "support_drafting", "input": {"ticket_id": ticket}},
-            headers={**self.key("trigger"), "Idempotency-Key": str(uuid.uuid4())},
-        )
-        if r.status_code != 201:
+        # A careful client: a 503 (the database or Temporal busy) is retried with the same idempotency key.
+        key = str(uuid.uuid4())
+        for _ in range(50):
+            r = await self.http.post(
+                f"{self.api}/v1/runs",
+                json={"agent": "support_drafting", "input": {"ticket_id": ticket}},
+                headers={**self.key("trigger"), "Idempotency-Key": key},
+            )
+            if r.status_code != 503:
+                break
+            await asyncio.sleep(float(r.headers.get("retry-after", "1")))
+        if r.status_code not in (200, 201):
             raise RuntimeError(f"POST /v1/runs -> {r.status_code}: {r.text[:200]}")
         return str(r.json()["id"])
 
