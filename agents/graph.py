@@ -311,9 +311,7 @@ async def _model_turn(
     return update, [event]
 
 
-def _answer(
-    spec: AgentSpec, ctx: RunContext, messages: list[BaseMessage]
-) -> tuple[dict[str, Any], str | None]:
+def _answer(spec: AgentSpec, messages: list[BaseMessage]) -> tuple[dict[str, Any], str | None]:
     """The model's final answer as the run's output, and why it is not acceptable (None if it is)."""
     ai = messages[-1]
     assert isinstance(ai, AIMessage)
@@ -334,7 +332,7 @@ def _finish(
     invalid_before: int,
 ) -> dict[str, Any]:
     """The run's output; an invalid one is sent back to the model once, then escalated to a person."""
-    output, problem = _answer(spec, ctx, messages)
+    output, problem = _answer(spec, messages)
     if problem is None:
         return {"output": output}
     if invalid_before == 0:
