@@ -323,6 +323,27 @@ _CEL_FUNCTIONS: dict[str, Any] = {
 }
 
 
+def _string_fn(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+    def call(*args: Any) -> Any:
+        if not all(isinstance(a, celtypes.StringType) for a in args):
+            raise TypeError(f"no such overload: {name} takes strings")
+        return fn(*(str(a) for a in args))
+
+    return call
+
+
+# The string helpers of CEL's strings extension that operators reach for; celpy ships without that extension,
+# so these few are defined here, with the extension's names and meaning (ASCII case only).
+_CEL_FUNCTIONS |= {
+    "lowerAscii": _string_fn("lowerAscii", lambda s: celtypes.StringType(s.lower() if s.isascii() else s)),
+    "upperAscii": _string_fn("upperAscii", lambda s: celtypes.StringType(s.upper() if s.isascii() else s)),
+    "trim": _string_fn("trim", lambda s: celtypes.StringType(s.strip())),
+    "split": _string_fn(
+        "split", lambda s, sep: celtypes.ListType([celtypes.StringType(x) for x in s.split(sep)])
+    ),
+}
+
+
 def _cel_environment() -> celpy.Environment:
     # celpy.Environment() sets the interpreter's recursion limit to 2500, even downwards; keep the
     # process's limit if it was higher.
@@ -766,6 +787,7 @@ CEL_FUNCTIONS = frozenset(
         "timestamp", "matches", "contains", "startsWith", "endsWith", "all", "exists", "exists_one", "map",
         "filter", "getDate", "getDayOfMonth", "getDayOfWeek", "getDayOfYear", "getFullYear", "getHours",
         "getMilliseconds", "getMinutes", "getMonth", "getSeconds",
+        "lowerAscii", "upperAscii", "trim", "split",
     }
 )  # fmt: skip
 

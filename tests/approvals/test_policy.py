@@ -1007,3 +1007,24 @@ def test_declared_roles_are_known_to_keys_and_tokens(tmp_path: Path) -> None:
     assert declared_roles(policy) == {"approver:finance", "approver:night_shift"}
     assert declared_roles(tmp_path / "missing.yaml") == set()
     assert declared_roles(DEMO) >= {"approver:support", "approver:senior_adjuster"}
+
+
+def test_string_helpers_operators_expect() -> None:
+    policy = make(
+        """
+        - id: outside
+          tool: t
+          when: '!args.email.lowerAscii().trim().endsWith("@acme.example")'
+          outcome: deny
+        - id: many
+          tool: t
+          when: 'size(args.cc.split(",")) > 2'
+          outcome: deny
+        - {id: rest, tool: t, outcome: allow}
+        """
+    )
+    assert decide(policy, "t", {"email": "  Bob@ACME.example ", "cc": "a"}).rule == "rest"
+    assert decide(policy, "t", {"email": "bob@evil.example", "cc": "a"}).rule == "outside"
+    assert decide(policy, "t", {"email": "bob@acme.example", "cc": "a,b,c"}).rule == "many"
+    # Not a string: the condition errors, and the rule fails closed.
+    assert decide(policy, "t", {"email": 5, "cc": "a"}).outcome == "require_approval"
