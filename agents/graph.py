@@ -558,6 +558,22 @@ async def _run_tools(
                     },
                 )
             )
+            verdict = verdicts.get(call_id, {})
+            if verdict.get("notify") and verdict.get("outcome") == "allow":
+                # The policy allowed it and asked that these roles be told: a ledger event, no one waits.
+                events.append(
+                    LedgerEntry(
+                        id=f"{key}:notified",
+                        type="policy.notified",
+                        data={
+                            "tool": tool.name,
+                            "rule": verdict.get("rule"),
+                            "roles": list(verdict["notify"]),
+                            "idempotency_key": key,
+                            "arguments_hash": canonical_hash(args),
+                        },
+                    )
+                )
             content = json.dumps(result, default=str)
         out.append(ToolMessage(content=content, tool_call_id=call_id, name=call["name"], status=status))
     # One transaction for the turn's ledger events; a crash before it re-runs the node, and the effects

@@ -121,12 +121,14 @@ class Verdict:
     escalate_after_seconds: int | None = None
     escalate_to: tuple[str, ...] = ()
     error: str | None = None  # a condition that could not be evaluated: the verdict is the fail-closed one
+    notify: tuple[str, ...] = ()  # roles told that an allowed call ran
 
     def to_dict(self) -> dict[str, Any]:
         """A plain, JSON-ready dict (tuples become lists)."""
         data = dataclasses.asdict(self)
         data["roles"] = list(self.roles)
         data["escalate_to"] = list(self.escalate_to)
+        data["notify"] = list(self.notify)
         return data
 
     @classmethod
@@ -143,7 +145,7 @@ class Verdict:
         if d.get("outcome") not in get_args(Outcome):
             raise ValueError(f"bad verdict outcome: {d.get('outcome')!r}")
         values = dict(d)
-        for key in ("roles", "escalate_to"):
+        for key in ("roles", "escalate_to", "notify"):
             if key in values:
                 values[key] = tuple(values[key])
         return cls(**values)
@@ -222,9 +224,12 @@ class _RuleBase(_Model):
 
 
 class AllowRule(_RuleBase):
-    """Run the tool call without asking anyone."""
+    """Run the tool call without asking anyone; ``notify`` names roles told that it ran (no one waits)."""
 
     outcome: Literal["allow"]
+    notify: tuple[StrictStr, ...] = ()
+
+    _notify_unique = field_validator("notify")(_no_duplicates)
 
 
 class DenyRule(_RuleBase):
@@ -414,7 +419,7 @@ class _CompiledRule:
 
 def _rule_verdict(rule: Rule, version: str) -> Verdict:
     if isinstance(rule, AllowRule):
-        return Verdict(outcome="allow", rule=rule.id, policy_version=version)
+        return Verdict(outcome="allow", rule=rule.id, policy_version=version, notify=rule.notify)
     if isinstance(rule, DenyRule):
         return Verdict(outcome="deny", rule=rule.id, policy_version=version, reason=rule.reason)
     return Verdict(
@@ -699,6 +704,10 @@ def _build(
                 problem = _check_roles(roles, field, known_roles)
                 if problem:
                     raise fail(f"{label}: {problem}")
+        if isinstance(rule, AllowRule) and rule.notify:
+            unknown = sorted(set(rule.notify) - known_roles)
+            if unknown:
+                raise fail(f"{label}: notify: unknown role(s) {', '.join(unknown)}")
         program: celpy.Runner | None = None
         if rule.when is not None:
             try:

@@ -1028,3 +1028,16 @@ def test_string_helpers_operators_expect() -> None:
     assert decide(policy, "t", {"email": "bob@acme.example", "cc": "a,b,c"}).rule == "many"
     # Not a string: the condition errors, and the rule fails closed.
     assert decide(policy, "t", {"email": 5, "cc": "a"}).outcome == "require_approval"
+
+
+def test_allow_with_notify_names_roles_to_tell() -> None:
+    policy = make(
+        """
+        - {id: small, tool: t, outcome: allow, notify: ["approver:finance"]}
+        """
+    )
+    verdict = decide(policy, "t", {})
+    assert (verdict.outcome, verdict.notify) == ("allow", ("approver:finance",))
+    assert Verdict.from_dict(verdict.to_dict()) == verdict
+    with pytest.raises(PolicyError, match="notify: unknown role"):
+        make("- {id: x, tool: t, outcome: allow, notify: ['approver:nobody']}")

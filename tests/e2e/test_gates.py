@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -291,3 +292,34 @@ async def test_an_approval_acts_only_once_it_is_on_record(
         [decided] = executed.data["approval_events"]
         assert decided in events and events[decided].type == "approval.decided"
         assert events[decided].seq < executed.seq
+
+
+NOTIFY_POLICY = """
+approvers: [support, finance]
+defaults: {roles: ["approver:support"]}
+rules:
+  - {id: reads, tool: "get_*", outcome: allow}
+  - {id: reads-search, tool: "search_*", outcome: allow}
+  - {id: small-refund-told, tool: issue_refund, when: "args.amount <= 50", outcome: allow,
+     notify: ["approver:finance"]}
+"""
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_an_allowed_call_with_notify_runs_and_tells_the_roles(
+    make_stack: Any, db_url: str, tmp_path: Path
+) -> None:
+    policy = tmp_path / "notify.yaml"
+    policy.write_text(NOTIFY_POLICY)
+    async with make_stack(db_url, policy_path=policy) as stack:
+        run = await stack.start("support_drafting", {"ticket_id": "T-1003"})
+        done = await stack.result(run["id"])
+        assert done["status"] == "completed"
+        assert [r.amount for r in await refunds(stack, "O-5003")] == [20.0]
+        events = (
+            await stack.http.get(
+                f"/v1/audit/events?run_id={run['id']}&type=policy.notified", headers=stack.auth("auditor")
+            )
+        ).json()["items"]
+    [told] = events
+    assert told["data"]["roles"] == ["approver:finance"] and told["data"]["rule"] == "small-refund-told"
