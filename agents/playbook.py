@@ -9,6 +9,8 @@ from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
 
+from agents.spec import FINAL_ANSWER
+
 
 def run_input(messages: Sequence[BaseMessage]) -> dict[str, Any]:
     """The run's input: the first human message carries it as JSON."""
@@ -53,9 +55,6 @@ def last_text(messages: Sequence[BaseMessage]) -> str:
         if isinstance(m, AIMessage):
             return str(m.content)
     return ""
-
-
-FINAL_ANSWER = "final_answer"
 
 
 def final_answer(messages: Sequence[BaseMessage], answer: dict[str, Any]) -> AIMessage:
