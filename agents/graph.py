@@ -494,10 +494,41 @@ async def _verdicts(
     return verdicts, events
 
 
+EVIDENCE_STEPS = 20
+EVIDENCE_CHARS = 4000
+
+
+def evidence(messages: Sequence[BaseMessage]) -> list[dict[str, Any]]:
+    """What the agent had seen when it proposed a gated call: its tool calls so far with their results (the
+    last ``EVIDENCE_STEPS``, each result cut at ``EVIDENCE_CHARS``), for the person who decides."""
+    calls: dict[str, tuple[str, Any]] = {}
+    for m in messages:
+        if isinstance(m, AIMessage):
+            for c in m.tool_calls:
+                calls[str(c["id"])] = (c["name"], c["args"])
+    steps: list[dict[str, Any]] = []
+    for m in messages:
+        if not isinstance(m, ToolMessage) or m.tool_call_id not in calls:
+            continue
+        name, args = calls[m.tool_call_id]
+        text = str(m.content)
+        result: Any = text
+        if len(text) <= EVIDENCE_CHARS:
+            try:
+                result = json.loads(text)
+            except ValueError:
+                pass
+        else:
+            result = text[:EVIDENCE_CHARS] + " [...]"
+        steps.append({"tool": name, "arguments": args, "status": m.status, "result": result})
+    return steps[-EVIDENCE_STEPS:]
+
+
 async def gate(state: AgentState) -> dict[str, Any]:
     """Runs in the workflow: interrupt once for every call of this turn that needs a person's decision."""
     ai = _last_ai(convert_to_messages(state.get("messages", [])))
     verdicts = state.get("verdicts", {})
+    messages = convert_to_messages(state.get("messages", []))
     pending = [
         {
             "tool_call_id": str(c["id"]),
@@ -505,6 +536,7 @@ async def gate(state: AgentState) -> dict[str, Any]:
             "arguments": c["args"],
             "verdict": verdicts[str(c["id"])],
             "reason": str(ai.content) if ai else "",
+            "evidence": evidence(messages),
         }
         for c in (ai.tool_calls if ai else [])
         if verdicts.get(str(c["id"]), {}).get("outcome") == "require_approval"

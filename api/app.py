@@ -21,6 +21,7 @@ from api.auth import JwtVerifier
 from api.ratelimit import TokenBucket
 from api.routes import approvals, audit, meta, runs, webhooks
 from api.schemas import Problem, RunEvent
+from api.ui import console
 from approvals.policy import PolicyStore
 from countersign import telemetry
 from countersign.db import make_engine, read_only, session_factory
@@ -148,6 +149,7 @@ def create_app(
     app.include_router(webhooks.router)
     app.include_router(meta.router)
     app.include_router(audit.router)
+    console.install(app, settings)
     provider = telemetry.configure(
         "countersign-api", settings.resolved_database_url(), settings.trace_retention_days
     )

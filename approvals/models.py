@@ -38,6 +38,8 @@ class ApprovalRequest(Base):
     escalated: Mapped[bool] = mapped_column(default=False)
     reminded: Mapped[bool] = mapped_column(default=False)
     outcome: Mapped[dict[str, Any] | None]
+    # Why the policy gated the call and the agent's tool results so far: what the deciders are shown.
+    evidence: Mapped[dict[str, Any] | None]
     expires_at: Mapped[dt.datetime | None]
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     decided_at: Mapped[dt.datetime | None]

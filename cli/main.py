@@ -516,12 +516,7 @@ def audit_export(
 ) -> None:
     """Write ledger events as JSONL, the signed checkpoints, and a manifest (counts, sha256 of each file, the
     ledger's head hash)."""
-    import hashlib
-
-    from sqlalchemy import select
-
-    from approvals import checkpoints
-    from approvals.audit import AuditEvent, AuditHead, to_json
+    from approvals import checkpoints, export
     from countersign.db import make_engine, session_factory
 
     settings = Settings()
@@ -534,51 +529,19 @@ def audit_export(
             raise
         start = parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
 
-    async def go() -> tuple[list[dict[str, Any]], AuditHead | None, list[dict[str, Any]]]:
+    async def go() -> export.Export:
         engine = make_engine(settings.resolved_database_url())
+        outside = await asyncio.to_thread(checkpoints.read_file, settings.resolved_checkpoint_file())
         async with session_factory(engine)() as s:
-            q = select(AuditEvent).order_by(AuditEvent.seq)
-            if run:
-                q = q.where(AuditEvent.run_id == run)
-            if start:
-                q = q.where(AuditEvent.occurred_at >= start)
-            rows = [to_json(e) for e in (await s.scalars(q)).all()]
-            head = await s.scalar(select(AuditHead).where(AuditHead.id == 1))
-            cps = await checkpoints.stored(s)
+            result = await export.build(s, outside_checkpoints=outside, run=run, since=start)
         await engine.dispose()
-        return rows, head, cps
+        return result
 
-    rows, head, cps = asyncio.run(go())
-    known = {(c["seq"], c["signature"]) for c in cps}
-    cps += [
-        c
-        for c in checkpoints.read_file(settings.resolved_checkpoint_file())
-        if (c["seq"], c["signature"]) not in known
-    ]
-    out.mkdir(parents=True, exist_ok=True)
-    body = "".join(json.dumps(r, sort_keys=True, separators=(",", ":")) + "\n" for r in rows)
-    cp_body = "".join(
-        json.dumps(c, sort_keys=True, separators=(",", ":")) + "\n"
-        for c in sorted(cps, key=lambda c: c["seq"])
-    )
-    (out / "events.jsonl").write_text(body)
-    (out / "checkpoints.jsonl").write_text(cp_body)
-    manifest = {
-        "format": "countersign-audit-export/2",
-        "exported_at": dt.datetime.now(dt.UTC).isoformat(),
-        "filter": {"run": run, "since": since},
-        "count": len(rows),
-        "first_seq": rows[0]["seq"] if rows else None,
-        "last_seq": rows[-1]["seq"] if rows else None,
-        "events_sha256": hashlib.sha256(body.encode()).hexdigest(),
-        "checkpoints": len(cps),
-        "checkpoints_sha256": hashlib.sha256(cp_body.encode()).hexdigest(),
-        "ledger_head": {"seq": head.seq, "hash": head.hash} if head else None,
-    }
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    result = asyncio.run(go())
+    result.write(out)
     typer.echo(
-        f"exported {len(rows)} events and {len(cps)} checkpoints to {out} "
-        f"(ledger head {manifest['ledger_head']})"
+        f"exported {result.manifest['count']} events and {result.manifest['checkpoints']} checkpoints to {out} "
+        f"(ledger head {result.manifest['ledger_head']})"
     )
 
 

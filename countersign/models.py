@@ -39,6 +39,26 @@ class ApiKey(Base):
     last_used_at: Mapped[dt.datetime | None]
 
 
+
+class UiSession(Base):
+    """A person signed in to the web console. The cookie holds a random token; only its SHA-256 is stored.
+
+    A session made from an API key names the key, so revoking or expiring the key ends the session on its
+    next request; a session made through SSO carries the roles the identity provider gave at sign-in.
+    """
+
+    __tablename__ = "ui_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), index=True)
+    principal_id: Mapped[str] = mapped_column(String(200))
+    key_id: Mapped[str | None] = mapped_column(ForeignKey("api_keys.id"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    roles: Mapped[list[str]]
+    csrf: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(index=True)
+
 class Run(Base):
     """One agent run; Temporal holds its progress, this row is what the API and auditors query."""
 

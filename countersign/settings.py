@@ -87,6 +87,12 @@ class Settings(BaseSettings):
     oidc_algorithms: list[str] = ["RS256", "ES256", "PS256", "EdDSA"]
     oidc_leeway_seconds: int = Field(default=30, ge=0, le=600)
 
+    # The web console (/ui): how long a sign-in lasts, sign-in attempts per minute per client address, and
+    # the Temporal Web UI that run pages link to (default: the local dev server's).
+    ui_session_hours: float = Field(default=8.0, gt=0, le=24 * 30)
+    ui_sign_ins_per_minute: int = Field(default=10, ge=0)
+    temporal_ui_url: str = ""
+
     runs_per_minute: int = Field(default=60, ge=0)  # per key (or person); 0 turns the limit off
     max_active_runs_per_tenant: int = Field(default=100, ge=0)  # running or awaiting approval; 0 = no cap
 
@@ -117,6 +123,10 @@ class Settings(BaseSettings):
     def resolved_temporal_address(self) -> str:
         """The Temporal frontend address; the local dev server's port unless configured."""
         return self.temporal_address or f"127.0.0.1:{self.temporal_port}"
+
+    def resolved_temporal_ui_url(self) -> str:
+        """The Temporal Web UI's base URL; the local dev server's unless configured."""
+        return (self.temporal_ui_url or f"http://127.0.0.1:{self.temporal_ui_port}").rstrip("/")
 
     def known_roles(self) -> set[str]:
         """The fixed roles and the settings' approver groups; the policy file's `approvers:` add to these

@@ -144,3 +144,5 @@ class OpenRequests(BaseModel):
     requests: list[GatedRequest]
     webhooks: list[WebhookEvent] = Field(default_factory=list)
     usage: Usage | None = None  # the run's model usage so far, shown while it waits
+    # Per request id: why the policy gated the call and what the agent had read (shown to the deciders).
+    evidence: dict[str, dict[str, Any]] = Field(default_factory=dict)

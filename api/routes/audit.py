@@ -7,13 +7,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
-from sqlalchemy import select
 
 from api.deps import AuditorDep, ReaderDep, SessionDep
-from api.errors import PROBLEM_RESPONSES, Invalid
-from api.services import pagination
+from api.errors import PROBLEM_RESPONSES
+from api.services import audit, pagination
 from api.services.runs import get_run
-from approvals.audit import AuditEvent, to_json
+from approvals.audit import to_json
 from countersign.telemetry import SpanRecord
 
 router = APIRouter(prefix="/v1", tags=["audit"], responses={k: PROBLEM_RESPONSES[k] for k in (401, 403, 422)})
@@ -62,17 +61,6 @@ class AuditPage(BaseModel):
     next_cursor: str | None
 
 
-def _when(field: str, text: str) -> dt.datetime:
-    """A strict ISO 8601 time (a number is not one); without a zone it is read as UTC, the ledger's zone."""
-    try:
-        t = dt.datetime.fromisoformat(text)
-    except ValueError as e:
-        raise Invalid(
-            f"{field}: not an ISO 8601 date-time", errors=[{"field": field, "message": str(e)}]
-        ) from e
-    return t.replace(tzinfo=dt.UTC) if t.tzinfo is None else t
-
-
 def _tree(rows: list[SpanRecord]) -> list[SpanRead]:
     nodes = {
         r.span_id: SpanRead(
@@ -104,17 +92,7 @@ def _tree(rows: list[SpanRecord]) -> list[SpanRead]:
 async def run_trace(run_id: str, who: ReaderDep, s: SessionDep) -> TraceRead:
     """The run's trace as a span tree (from the embedded span store), oldest first at every level."""
     run = await get_run(s, who, run_id)
-    rows: list[SpanRecord] = []
-    if run.trace_id:
-        rows = list(
-            (
-                await s.scalars(
-                    select(SpanRecord)
-                    .where(SpanRecord.trace_id == run.trace_id)
-                    .order_by(SpanRecord.start_time)
-                )
-            ).all()
-        )
+    rows = await audit.spans(s, run)
     return TraceRead(run_id=run.id, trace_id=run.trace_id, span_count=len(rows), spans=_tree(rows))
 
 
@@ -139,25 +117,10 @@ async def audit_events(
     limit: Annotated[int, Query(ge=1, le=pagination.MAX_PAGE)] = 100,
 ) -> AuditPage:
     """The tenant's ledger events in chain order, filtered by run, actor, type and time range."""
-    q: Any = select(AuditEvent).where(AuditEvent.tenant_id == who.tenant_id)
-    if run_id:
-        q = q.where(AuditEvent.run_id == run_id)
-    if actor:
-        q = q.where(AuditEvent.actor == actor)
-    if type:
-        q = q.where(AuditEvent.type.startswith(type) if type.endswith(".") else AuditEvent.type == type)
-    if since is not None:
-        q = q.where(AuditEvent.occurred_at >= _when("since", since))
-    if until is not None:
-        q = q.where(AuditEvent.occurred_at < _when("until", until))
-    if cursor:
-        if not cursor.isdigit():
-            raise Invalid("cursor: not a cursor this API returned")
-        q = q.where(AuditEvent.seq > int(cursor))
-    rows = list((await s.scalars(q.order_by(AuditEvent.seq).limit(limit + 1))).all())
-    more = len(rows) > limit
-    rows = rows[:limit]
+    rows, next_cursor = await audit.search(
+        s, who, run_id=run_id, actor=actor, type=type, since=since, until=until, cursor=cursor, limit=limit
+    )
     return AuditPage(
         items=[AuditEventRead.model_validate(to_json(r)) for r in rows],
-        next_cursor=str(rows[-1].seq) if more and rows else None,
+        next_cursor=next_cursor,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import uuid
 from collections.abc import Iterator
@@ -34,7 +35,7 @@ from api.services import pagination
 from approvals.models import ApprovalDecision, ApprovalRequest, DecisionClaim
 from approvals.policy import PolicyStore
 from countersign import telemetry
-from countersign.db import insert_ignore
+from countersign.db import insert_ignore, utcnow
 from countersign.models import Run
 from tools.registry import get_tool
 from workers.contracts import DecisionIn, DecisionOutcome
@@ -105,7 +106,7 @@ async def list_requests(
     return Page[ApprovalRead](items=[_read(r, decisions[r.id]) for r in rows], next_cursor=nxt)
 
 
-async def _get(s: AsyncSession, who: Principal, request_id: str) -> ApprovalRequest:
+async def get_row(s: AsyncSession, who: Principal, request_id: str) -> ApprovalRequest:
     row = await s.get(ApprovalRequest, request_id)
     if row is None or row.tenant_id != who.tenant_id:
         raise NotFound(f"approval request {request_id} not found")
@@ -114,8 +115,59 @@ async def _get(s: AsyncSession, who: Principal, request_id: str) -> ApprovalRequ
 
 async def get_request(s: AsyncSession, who: Principal, request_id: str) -> ApprovalRead:
     """One request with its decisions."""
-    row = await _get(s, who, request_id)
+    row = await get_row(s, who, request_id)
     return _read(row, (await _decisions(s, [row.id]))[row.id])
+
+
+# The inbox's status tabs: "decided" is every way a person closed a request.
+INBOX_STATUSES: dict[str, tuple[str, ...]] = {
+    "pending": ("pending",),
+    "decided": ("approved", "rejected", "responded"),
+    "expired": ("expired",),
+}
+# How far back the inbox looks for closed requests (pending ones are always all shown).
+INBOX_DAYS = 30
+
+
+async def inbox(
+    s: AsyncSession,
+    who: Principal,
+    *,
+    status: str = "pending",
+    agent: str | None = None,
+    tool: str | None = None,
+    mine: bool = False,
+    limit: int = 200,
+) -> tuple[list[tuple[ApprovalRead, ApprovalRequest]], dict[str, int]]:
+    """The requests ``who`` may decide (one of their roles is required, and the run is not their own), most
+    urgent first, with counts per inbox status; ``mine``: only those they decided."""
+    since = utcnow() - dt.timedelta(days=INBOX_DAYS)
+    q: Any = select(ApprovalRequest).where(
+        ApprovalRequest.tenant_id == who.tenant_id,
+        ApprovalRequest.requested_by != who.id,
+        (ApprovalRequest.status == "pending") | (ApprovalRequest.created_at >= since),
+    )
+    if agent:
+        q = q.where(ApprovalRequest.agent == agent)
+    if tool:
+        q = q.where(ApprovalRequest.tool == tool)
+    if mine:
+        decided = select(ApprovalDecision.request_id).where(
+            ApprovalDecision.tenant_id == who.tenant_id, ApprovalDecision.principal_id == who.id
+        )
+        q = q.where(ApprovalRequest.id.in_(decided))
+    # Required roles are a JSON list: matched here rather than in SQL, which differs per database.
+    rows = [r for r in (await s.scalars(q)).all() if set(r.required_roles) & who.roles]
+    counts = {name: sum(r.status in states for r in rows) for name, states in INBOX_STATUSES.items()}
+    chosen = [r for r in rows if r.status in INBOX_STATUSES.get(status, (status,))]
+    far = dt.datetime.max.replace(tzinfo=dt.UTC)
+    if status == "pending":
+        chosen.sort(key=lambda r: (r.expires_at or far, r.created_at))
+    else:
+        chosen.sort(key=lambda r: r.decided_at or r.created_at, reverse=True)
+    chosen = chosen[:limit]
+    decisions = await _decisions(s, [r.id for r in chosen])
+    return [(_read(r, decisions[r.id]), r) for r in chosen], counts
 
 
 def decision_id(request_id: str, who: Principal, body: DecisionCreate) -> str:
@@ -140,7 +192,7 @@ async def decide(
     body: DecisionCreate,
 ) -> tuple[DecisionResult, bool]:
     """Check who may decide, then deliver the decision as a Temporal Update whose id is the decision id."""
-    req = await _get(s, who, request_id)
+    req = await get_row(s, who, request_id)
     if not set(req.required_roles) & who.roles:
         raise Forbidden(f"deciding this request needs one of the roles: {', '.join(req.required_roles)}")
     if who.id == req.requested_by:
@@ -161,7 +213,7 @@ async def decide(
     if body.arguments_hash != req.arguments_hash:
         raise StaleArguments("arguments_hash: the pending arguments are not the ones you saw")
     if body.action == "edit":
-        _check_edit(policy, req, body.arguments or {})
+        check_edit(policy, req, body.arguments or {})
     update = DecisionIn(
         decision_id=did,
         request_id=request_id,
@@ -267,7 +319,7 @@ def _in_run_trace(
         yield
 
 
-def _check_edit(policy: PolicyStore, req: ApprovalRequest, arguments: dict[str, Any]) -> None:
+def check_edit(policy: PolicyStore, req: ApprovalRequest, arguments: dict[str, Any]) -> None:
     tool = get_tool(req.tool)
     if tool is None:
         raise Invalid(f"arguments: tool {req.tool} is no longer registered")

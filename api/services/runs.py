@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from typing import Any
 
@@ -205,10 +206,22 @@ async def get_run(s: AsyncSession, who: Principal, run_id: str) -> Run:
 
 
 async def list_runs(
-    s: AsyncSession, who: Principal, *, status: str | None, agent: str | None, cursor: str | None, limit: int
+    s: AsyncSession,
+    who: Principal,
+    *,
+    status: str | None,
+    agent: str | None,
+    cursor: str | None,
+    limit: int,
+    created_from: dt.datetime | None = None,
+    created_until: dt.datetime | None = None,
 ) -> Page[RunRead]:
-    """The tenant's runs, newest first."""
+    """The tenant's runs, newest first (optionally those created in ``[created_from, created_until)``)."""
     q: Any = select(Run).where(Run.tenant_id == who.tenant_id)
+    if created_from:
+        q = q.where(Run.created_at >= created_from)
+    if created_until:
+        q = q.where(Run.created_at < created_until)
     if status:
         q = q.where(Run.status == status)
     if agent:

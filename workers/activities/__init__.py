@@ -209,6 +209,7 @@ class ApprovalActivities:
                 await self._apply(
                     session,
                     RequestChange(request=req, event="approval.requested", actor=f"agent:{req.agent}"),
+                    evidence=o.evidence.get(req.id),
                 )
             run = await session.get(Run, o.run.run_id, with_for_update=True)
             if run is not None and o.usage is not None:
@@ -241,7 +242,9 @@ class ApprovalActivities:
         if c.event in ("approval.reminded", "approval.escalated"):
             _notify(c.event, c.request)
 
-    async def _apply(self, session: AsyncSession, c: RequestChange) -> None:
+    async def _apply(
+        self, session: AsyncSession, c: RequestChange, evidence: dict[str, Any] | None = None
+    ) -> None:
         r = c.request
         info = activity.info()
         row = await session.get(ApprovalRequest, r.id, with_for_update=True)
@@ -258,6 +261,7 @@ class ApprovalActivities:
                 requested_by=r.requested_by,
                 created_at=r.created_at,
                 reason=r.reason,
+                evidence=evidence,
             )
             session.add(row)
         row.arguments, row.arguments_hash = r.arguments, r.arguments_hash

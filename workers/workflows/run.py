@@ -214,6 +214,7 @@ class AgentRunWorkflow:
         """Open a request per gated call, wait until each is decided or expired, return the outcomes."""
         now = workflow.now()
         opened: list[GatedRequest] = []
+        evidence: dict[str, dict[str, Any]] = {}
         for p in proposals:
             v = p["verdict"]
             ttl, remind, escalate = (
@@ -242,7 +243,11 @@ class AgentRunWorkflow:
             )
             self._requests[req.id] = req
             opened.append(req)
-        opening = OpenRequests(run=inp, requests=[r.model_copy(deep=True) for r in opened], usage=usage)
+            # Shown to the deciders; kept out of the request the workflow holds (and sends with every change).
+            evidence[req.id] = {"gate_reason": v.get("reason"), "steps": p.get("evidence") or []}
+        opening = OpenRequests(
+            run=inp, requests=[r.model_copy(deep=True) for r in opened], usage=usage, evidence=evidence
+        )
         if self._fast:
             for r in opening.requests:
                 opening.webhooks += self._events("approval.requested", r.tenant_id, r.run_id, request_data(r))

@@ -1,0 +1,285 @@
+"""What the console's pages show, computed from the same records the JSON API serves: inbox rows, the edit
+form generated from a tool's argument schema, the diff of an edit, the run's timeline and trace waterfall."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from api.auth import Principal
+from api.schemas import ApprovalRead
+from approvals.audit import AuditEvent
+from countersign.db import utcnow
+from countersign.telemetry import SpanRecord
+
+
+def when(t: dt.datetime | None) -> str:
+    """A time as people read it in a console that spans time zones: minute precision, UTC."""
+    return t.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC") if t else "-"
+
+
+def span(seconds: float) -> str:
+    """A duration in the two largest units that matter: ``2 d 3 h``, ``4 h 10 min``, ``35 s``."""
+    seconds = int(max(0, seconds))
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days} d {hours} h"
+    if hours:
+        return f"{hours} h {minutes} min"
+    if minutes:
+        return f"{minutes} min"
+    return f"{secs} s"
+
+
+def time_left(expires_at: dt.datetime | None, now: dt.datetime | None = None) -> str:
+    """How long a request still waits for a decision."""
+    if expires_at is None:
+        return "no deadline"
+    left = (expires_at - (now or utcnow())).total_seconds()
+    return "overdue" if left <= 0 else span(left)
+
+
+def summary(arguments: dict[str, Any], limit: int = 120) -> str:
+    """The arguments on one line: ``order_id=O-5002, amount=250.0``, cut at ``limit`` characters."""
+    text = ", ".join(
+        f"{k}={v if isinstance(v, str | int | float | bool) else json.dumps(v, sort_keys=True)}"
+        for k, v in arguments.items()
+    )
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def pretty(value: Any) -> str:
+    """JSON for people: indented, keys sorted, non-ASCII kept."""
+    return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False, default=str)
+
+
+def status_line(a: ApprovalRead) -> str:
+    """The request's state in words, quorum included: ``approved``, ``pending: 1 of 2 approvals``."""
+    if a.status == "pending" and a.quorum > 1:
+        return f"pending: {len(_approvals(a))} of {a.quorum} approvals"
+    return a.status
+
+
+def _approvals(a: ApprovalRead) -> list[str]:
+    # Approvals count since the last edit (an edit approves new arguments; earlier approvals were of others).
+    out: list[str] = []
+    for d in a.decisions:
+        if d.action == "edit":
+            out = [d.principal_id]
+        elif d.action == "approve":
+            out.append(d.principal_id)
+    return out
+
+
+def approvals_so_far(a: ApprovalRead) -> list[str]:
+    """Who has approved the request's current arguments."""
+    return _approvals(a)
+
+
+def may_decide(who: Principal, a: ApprovalRead, requested_by: str) -> bool:
+    """Whether ``who`` may decide ``a`` now: pending, one of its roles, not the run's own starter, and not
+    someone who already approved these arguments (quorum needs different people)."""
+    return (
+        a.status == "pending"
+        and bool(set(a.required_roles) & who.roles)
+        and who.id != requested_by
+        and who.id not in _approvals(a)
+    )
+
+
+@dataclass
+class FormField:
+    """One argument of a tool as an HTML form control."""
+
+    name: str
+    label: str
+    kind: str  # text, textarea, number, integer, select, json
+    value: str
+    required: bool
+    help: str = ""
+    options: list[str] = field(default_factory=list)
+    minimum: float | None = None
+    maximum: float | None = None
+    max_length: int | None = None
+    error: str = ""
+
+
+def _resolve(prop: dict[str, Any]) -> dict[str, Any]:
+    """The non-null branch of an optional (``anyOf: [X, null]``)."""
+    branches = [b for b in prop.get("anyOf", []) if b.get("type") != "null"]
+    return {**prop, **branches[0]} if len(branches) == 1 else prop
+
+
+def form_fields(model: type[BaseModel], values: dict[str, Any]) -> list[FormField]:
+    """The edit form for a tool's arguments, from its JSON schema, filled with ``values``."""
+    schema = model.model_json_schema()
+    required = set(schema.get("required", []))
+    out = []
+    for name, raw in schema.get("properties", {}).items():
+        prop = _resolve(raw)
+        value = values.get(name, prop.get("default"))
+        kind, options = "json", []
+        if "enum" in prop:
+            kind, options = "select", [str(o) for o in prop["enum"]]
+        elif prop.get("type") == "boolean":
+            kind, options = "select", ["true", "false"]
+        elif prop.get("type") in ("number", "integer"):
+            kind = prop["type"]
+        elif prop.get("type") == "string":
+            kind = "textarea" if (prop.get("maxLength") or 10_000) > 200 else "text"
+        shown = (
+            ""
+            if value is None
+            else str(value).lower()
+            if isinstance(value, bool)
+            else str(value)
+            if kind != "json"
+            else json.dumps(value)
+        )
+        out.append(
+            FormField(
+                name=name,
+                label=str(prop.get("title") or name),
+                kind=kind,
+                value=shown,
+                required=name in required,
+                help=str(prop.get("description") or ""),
+                options=options,
+                minimum=prop.get("minimum", prop.get("exclusiveMinimum")),
+                maximum=prop.get("maximum", prop.get("exclusiveMaximum")),
+                max_length=prop.get("maxLength"),
+            )
+        )
+    return out
+
+
+def parse_form(
+    model: type[BaseModel], fields: list[FormField], form: dict[str, str]
+) -> tuple[dict[str, Any] | None, list[FormField]]:
+    """The edited arguments from a submitted form, validated by the tool's own model; on any error, None and
+    the fields with their messages (and what was typed, so nothing is lost)."""
+    values: dict[str, Any] = {}
+    for f in fields:
+        text = form.get(f.name, "")
+        f.value = text
+        if text == "" and not f.required:
+            continue
+        try:
+            if f.kind == "integer":
+                values[f.name] = int(text)
+            elif f.kind == "number":
+                values[f.name] = float(text)
+            elif f.kind == "json":
+                values[f.name] = json.loads(text)
+            elif f.options == ["true", "false"]:
+                values[f.name] = text == "true"
+            else:
+                values[f.name] = text
+        except ValueError:
+            f.error = f"not a valid {f.kind}"
+    if any(f.error for f in fields):
+        return None, fields
+    try:
+        parsed = model.model_validate(values)
+    except ValidationError as e:
+        by_name = {f.name: f for f in fields}
+        for err in e.errors(include_url=False):
+            loc = str(err["loc"][0]) if err["loc"] else ""
+            target = by_name.get(loc) or fields[0]
+            target.error = err["msg"]
+        return None, fields
+    return parsed.model_dump(mode="json", exclude_unset=True), fields
+
+
+@dataclass
+class DiffRow:
+    """One argument before and after an edit."""
+
+    name: str
+    before: str
+    after: str
+
+    @property
+    def changed(self) -> bool:
+        """Whether the edit changes this argument."""
+        return self.before != self.after
+
+
+def diff(before: dict[str, Any], after: dict[str, Any]) -> list[DiffRow]:
+    """Every argument of either side, proposed against edited."""
+
+    def show(d: dict[str, Any], k: str) -> str:
+        return "(absent)" if k not in d else json.dumps(d[k], sort_keys=True, ensure_ascii=False)
+
+    return [DiffRow(k, show(before, k), show(after, k)) for k in dict.fromkeys([*before, *after])]
+
+
+_EVENT_KEYS = ("tool", "verdict", "rule", "action", "status", "model", "reason", "resolution")
+
+
+def event_summary(e: AuditEvent) -> str:
+    """The few fields of a ledger event that say what happened."""
+    data = e.data or {}
+    parts = [f"{k}={data[k]}" for k in _EVENT_KEYS if data.get(k) not in (None, "", [])]
+    if "input_tokens" in data:
+        parts.append(f"tokens={data.get('input_tokens', 0)}+{data.get('output_tokens', 0)}")
+    return ", ".join(str(p) for p in parts)
+
+
+@dataclass
+class Bar:
+    """One span of the waterfall, placed in percent of the trace's duration."""
+
+    name: str
+    service: str
+    depth: int
+    offset: float
+    width: float
+    duration_ms: float
+    status: str
+    detail: str
+
+
+def waterfall(spans: list[SpanRecord]) -> list[Bar]:
+    """The trace's spans as bars on a shared time axis, parents before their children."""
+    if not spans:
+        return []
+    start = min(s.start_time for s in spans)
+    total = max((max(s.end_time for s in spans) - start).total_seconds(), 1e-6)
+    by_parent: dict[str | None, list[SpanRecord]] = {}
+    ids = {s.span_id for s in spans}
+    for s in sorted(spans, key=lambda s: s.start_time):
+        by_parent.setdefault(s.parent_span_id if s.parent_span_id in ids else None, []).append(s)
+    out: list[Bar] = []
+
+    def walk(parent: str | None, depth: int) -> None:
+        for s in by_parent.get(parent, []):
+            seconds = (s.end_time - s.start_time).total_seconds()
+            attrs = s.attributes or {}
+            detail = ", ".join(
+                f"{k}={attrs[k]}"
+                for k in ("gen_ai.tool.name", "approval.verdict", "approval.action", "gen_ai.request.model")
+                if k in attrs
+            )
+            out.append(
+                Bar(
+                    name=s.name,
+                    service=s.service,
+                    depth=min(depth, 8),
+                    offset=round((s.start_time - start).total_seconds() / total * 100, 2),
+                    width=round(max(seconds / total * 100, 0.3), 2),
+                    duration_ms=round(seconds * 1000, 1),
+                    status=s.status,
+                    detail=detail,
+                )
+            )
+            walk(s.span_id, depth + 1)
+
+    walk(None, 0)
+    return out
