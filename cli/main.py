@@ -539,9 +539,10 @@ def audit_export(
 
     result = asyncio.run(go())
     result.write(out)
+    m = result.manifest
     typer.echo(
-        f"exported {result.manifest['count']} events and {result.manifest['checkpoints']} checkpoints to {out} "
-        f"(ledger head {result.manifest['ledger_head']})"
+        f"exported {m['count']} events and {m['checkpoints']} checkpoints to {out} "
+        f"(ledger head {m['ledger_head']})"
     )
 
 

@@ -39,7 +39,6 @@ class ApiKey(Base):
     last_used_at: Mapped[dt.datetime | None]
 
 
-
 class UiSession(Base):
     """A person signed in to the web console. The cookie holds a random token; only its SHA-256 is stored.
 
@@ -58,6 +57,7 @@ class UiSession(Base):
     csrf: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[dt.datetime] = mapped_column(index=True)
+
 
 class Run(Base):
     """One agent run; Temporal holds its progress, this row is what the API and auditors query."""
