@@ -126,6 +126,13 @@ async def test_console_pages_for_every_role(make_stack: Any, db_url: str) -> Non
         # The inbox lists the request with a link; the request page shows every argument and the buttons.
         inbox = (await approver.get("/ui/inbox")).text
         assert f'href="/ui/approvals/{request_id}"' in inbox and "order_id=O-5002" in inbox
+        assert 'hx-trigger="every 5s"' in inbox and "badge new" not in inbox
+        # The live refresh marks what arrived since the page was loaded.
+        rows = await approver.get("/ui/inbox/rows", params={"since": "2000-01-01T00:00:00+00:00"})
+        assert rows.status_code == 200 and "badge new" in rows.text and "<html" not in rows.text
+        assert "badge new" not in (await approver.get("/ui/inbox/rows", params={"since": "2999-01-01"})).text
+        assert request_id not in (await approver.get("/ui/inbox?status=expired")).text
+        assert (await approver.get("/ui/inbox?status=bogus")).status_code == 422
         page = (await approver.get(f"/ui/approvals/{request_id}")).text
         wanted = ("issue_refund", "O-5002", "250", "refund-needs-finance", ">Approve<", ">Reject<", "Reason")
         for want in wanted:
@@ -200,6 +207,16 @@ async def test_console_pages_for_every_role(make_stack: Any, db_url: str) -> Non
         assert (await approver.get("/ui/inbox")).status_code == 303
         for client in (approver, auditor, other, other_auditor):
             await client.aclose()
+
+
+async def test_console_cookie_is_secure_over_https(make_stack: Any, sqlite_url: str) -> None:
+    async with make_stack(sqlite_url, worker=False) as stack:
+        http = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=stack.app), base_url="https://console.test"
+        )
+        r = await sign_in(http, stack.keys["alice"])
+        assert r.status_code == 303 and "Secure" in r.headers["set-cookie"]
+        await http.aclose()
 
 
 async def test_console_sign_in_is_rate_limited(make_stack: Any, sqlite_url: str) -> None:
