@@ -592,7 +592,11 @@ async def audit_page(
 async def audit_verify(request: Request, v: AuditorDep, s: SessionDep) -> Response:
     """Recompute the ledger's hash chain (and check its signed checkpoints when a public key is set)."""
     settings = _settings(request)
-    public = checkpoints.load_public_key(settings.audit_public_key) if settings.audit_public_key else None
+    # The public key, or the one of the signing key this deployment holds (checkpoints are signed with it).
+    text = settings.audit_public_key or (
+        settings.audit_signing_key.get_secret_value() if settings.audit_signing_key else ""
+    )
+    public = checkpoints.load_public_key(text) if text else None
     outside = await asyncio.to_thread(checkpoints.read_file, settings.resolved_checkpoint_file())
     result = await checkpoints.verify_ledger(s, public, outside)
     return render(request, "audit_verify.html", {"v": v, "chain": result.chain, "anchors": result.anchors})
