@@ -224,9 +224,10 @@ class JwtVerifier:
             return keys[0] if len(keys) == 1 else None
         return next((k for k in keys if k[1].get("kid") == kid), None)
 
-    async def claims(self, token: str) -> dict[str, Any]:
-        """The verified claims of ``token``; raises ``TokenRejected`` saying why not."""
-        if not self.enabled:
+    async def claims(self, token: str, *, audience: str | None = None) -> dict[str, Any]:
+        """The verified claims of ``token`` (for ``audience``, by default the API's); raises ``TokenRejected``
+        saying why not."""
+        if not (self.issuer and self.source and (audience or self.audience)):
             raise TokenRejected("this API accepts API keys only (no identity provider is configured)")
         try:
             header = jwt.get_unverified_header(token)
@@ -244,7 +245,7 @@ class JwtVerifier:
                 token,
                 key=key.key,
                 algorithms=[alg],
-                audience=self.audience,
+                audience=audience or self.audience,
                 issuer=self.issuer,
                 leeway=self.leeway,
                 options={"require": ["exp", "iss", "aud", "sub"]},
@@ -269,7 +270,10 @@ class JwtVerifier:
 
     async def authenticate(self, session: AsyncSession, token: str) -> Principal:
         """The person the token names, in an existing tenant; raises ``TokenRejected``."""
-        claims = await self.claims(token)
+        return await self.person(session, await self.claims(token))
+
+    async def person(self, session: AsyncSession, claims: dict[str, Any]) -> Principal:
+        """The person verified ``claims`` name, in an existing tenant, with the known roles they grant."""
         tenant = claims.get(self.tenant_claim)
         if not isinstance(tenant, str) or not tenant:
             raise TokenRejected(f"the token has no {self.tenant_claim!r} claim")

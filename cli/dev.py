@@ -267,7 +267,7 @@ def run_dev(settings: Settings, demo: bool = False, workers: int = 1) -> int:
         api = f"http://127.0.0.1:{settings.api_port}"
         asyncio.run(wait_for_api(api, [temporal, *(c.proc for c in children)]))
         print(f"Countersign API     {api}   (OpenAPI docs: {api}/docs)", flush=True)
-        print(f"Console (inbox)     {api}/ui   (sign in with an approver's key from the demo keys)", flush=True)
+        print(f"Console (inbox)     {api}/ui   (sign in with an approver's demo key)", flush=True)
         print(f"Temporal Web UI     http://127.0.0.1:{settings.temporal_ui_port}", flush=True)
         print(f"Temporal frontend   {settings.resolved_temporal_address()}", flush=True)
         print(f"Workers             {len(children) - 1}", flush=True)

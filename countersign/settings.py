@@ -86,6 +86,12 @@ class Settings(BaseSettings):
     oidc_tenant_claim: str = "tenant"
     oidc_algorithms: list[str] = ["RS256", "ES256", "PS256", "EdDSA"]
     oidc_leeway_seconds: int = Field(default=30, ge=0, le=600)
+    # The console's "Sign in with SSO" (authorization code + PKCE) needs the issuer, the JWKS and a client id;
+    # a confidential client also sends its secret. The redirect URL defaults to <console>/ui/sso/callback.
+    oidc_client_id: str = ""
+    oidc_client_secret: SecretStr | None = None
+    oidc_redirect_url: str = ""
+    oidc_scopes: str = "openid profile"
 
     # The web console (/ui): how long a sign-in lasts, sign-in attempts per minute per client address, and
     # the Temporal Web UI that run pages link to (default: the local dev server's).

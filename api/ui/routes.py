@@ -30,14 +30,14 @@ from starlette.responses import RedirectResponse, Response
 
 from api import auth
 from api.deps import PolicyDep, SessionDep, TemporalDep
-from api.errors import CountersignError, Forbidden, Invalid, StaleArguments
+from api.errors import CountersignError, Forbidden, Invalid, NotFound, StaleArguments
 from api.ratelimit import TokenBucket
 from api.schemas import ApprovalRead, DecisionCreate
 from api.services import approvals as approval_service
 from api.services import audit as audit_service
 from api.services import pagination
 from api.services import runs as run_service
-from api.ui import sessions, views
+from api.ui import sessions, sso, views
 from approvals import checkpoints, export
 from countersign.db import utcnow
 from countersign.settings import Settings
@@ -188,7 +188,7 @@ def _sign_in_form(request: Request, next: str | None, error: str = "", status: i
     response = render(
         request,
         "sign_in.html",
-        {"csrf": token, "next": _safe_next(next) or "", "error": error, "sso": bool(settings.oidc_issuer)},
+        {"csrf": token, "next": _safe_next(next) or "", "error": error, "sso": sso.enabled(settings)},
         status,
     )
     response.set_cookie(
@@ -239,6 +239,82 @@ async def sign_in(
     response = RedirectResponse(
         _safe_next(next) or ("/ui/inbox" if who.has("approver") else "/ui/runs"), status_code=303
     )
+    _session_cookie(request, response, token, settings)
+    response.delete_cookie(sessions.SIGN_IN_COOKIE, path="/ui")
+    return response
+
+
+def _sso(request: Request) -> sso.Sso:
+    if getattr(request.app.state, "sso", None) is None:
+        request.app.state.sso = sso.Sso(_settings(request), request.app.state.jwt)
+    client: sso.Sso = request.app.state.sso
+    return client
+
+
+def _redirect_uri(request: Request) -> str:
+    return _settings(request).oidc_redirect_url or str(request.url_for("sso_callback"))
+
+
+@router.get("/sso")
+async def sso_begin(request: Request, next: Annotated[str, Query(max_length=2000)] = "") -> Response:
+    """Start "Sign in with SSO": off to the identity provider, with state, nonce and a PKCE challenge."""
+    if not sso.enabled(_settings(request)):
+        raise NotFound("single sign-on is not configured")
+    try:
+        url, flow = await _sso(request).begin(_redirect_uri(request), _safe_next(next) or "")
+    except sso.SsoFailed as e:
+        return _sign_in_form(request, next, str(e), 503)
+    response = RedirectResponse(url, status_code=303)
+    # Lax, not Strict: the provider sends the browser back with a top-level GET from its own site.
+    response.set_cookie(
+        sso.FLOW_COOKIE,
+        flow.cookie(),
+        max_age=sso.FLOW_SECONDS,
+        path="/ui/sso",
+        httponly=True,
+        samesite="lax",
+        secure=request.url.scheme == "https",
+    )
+    return response
+
+
+@router.get("/sso/callback")
+async def sso_callback(
+    request: Request,
+    code: Annotated[str, Query(max_length=4000)] = "",
+    state: Annotated[str, Query(max_length=400)] = "",
+    error: Annotated[str, Query(max_length=200)] = "",
+) -> Response:
+    """Finish "Sign in with SSO": check the state, redeem the code with the PKCE verifier, verify the ID
+    token, and open a console session for the person it names."""
+    if not sso.enabled(_settings(request)):
+        raise NotFound("single sign-on is not configured")
+    flow = sso.Flow.from_cookie(request.cookies.get(sso.FLOW_COOKIE, ""))
+    if error or not code:
+        return _sign_in_form(request, "", "The identity provider did not sign you in.", 401)
+    settings = _settings(request)
+    try:
+        claims = await _sso(request).finish(_redirect_uri(request), flow, state, code)
+        async with request.app.state.sessions() as s, s.begin():
+            verifier: auth.JwtVerifier = request.app.state.jwt
+            who = await verifier.person(s, claims)
+            if not sessions.may_use_console(who):
+                raise sso.SsoFailed(
+                    "your roles give no access to the console: it is for approvers and auditors"
+                )
+            token = await sessions.start(s, who, settings.ui_session_hours)
+    except (sso.SsoFailed, auth.TokenRejected) as e:
+        response = _sign_in_form(request, "", str(e), 403)
+        response.delete_cookie(sso.FLOW_COOKIE, path="/ui/sso")
+        return response
+    target = (flow.next if flow else "") or ("/ui/inbox" if who.has("approver") else "/ui/runs")
+    response = RedirectResponse(_safe_next(target) or "/ui", status_code=303)
+    _session_cookie(request, response, token, settings)
+    response.delete_cookie(sso.FLOW_COOKIE, path="/ui/sso")
+    return response
+
+
+def _session_cookie(request: Request, response: Response, token: str, settings: Settings) -> None:
     response.set_cookie(
         sessions.COOKIE,
         token,
@@ -248,8 +324,6 @@ async def sign_in(
         samesite="lax",
         secure=request.url.scheme == "https",
     )
-    response.delete_cookie(sessions.SIGN_IN_COOKIE, path="/ui")
-    return response
 
 
 @router.post("/sign-out")
