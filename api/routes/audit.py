@@ -15,6 +15,9 @@ from api.services.runs import get_run
 from approvals.audit import to_json
 from countersign.telemetry import SpanRecord
 
+# What the time filters accept, exactly: a day, or a day and a time to the second, with an optional zone.
+TIME = r"^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})?)?$"
+
 router = APIRouter(prefix="/v1", tags=["audit"], responses={k: PROBLEM_RESPONSES[k] for k in (401, 403, 422)})
 
 
@@ -107,11 +110,15 @@ async def audit_events(
     ] = None,
     since: Annotated[
         str | None,
-        Query(description="ISO 8601 date-time, inclusive", json_schema_extra={"format": "date-time"}),
+        Query(
+            description="A day or an ISO 8601 date-time (UTC unless it names a zone), inclusive", pattern=TIME
+        ),
     ] = None,
     until: Annotated[
         str | None,
-        Query(description="ISO 8601 date-time, exclusive", json_schema_extra={"format": "date-time"}),
+        Query(
+            description="A day or an ISO 8601 date-time (UTC unless it names a zone), exclusive", pattern=TIME
+        ),
     ] = None,
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=pagination.MAX_PAGE)] = 100,

@@ -261,11 +261,11 @@ async def test_an_approval_acts_only_once_it_is_on_record(
     refused = asyncio.Event()
     original = ApprovalActivities._apply
 
-    async def flaky(self: ApprovalActivities, session: Any, c: Any) -> None:
+    async def flaky(self: ApprovalActivities, session: Any, c: Any, **kw: Any) -> None:
         if c.decision is not None and not healthy.is_set():
             refused.set()
             raise OperationalError("UPDATE approval_requests", {}, Exception("database is unavailable"))
-        await original(self, session, c)
+        await original(self, session, c, **kw)
 
     monkeypatch.setattr(ApprovalActivities, "_apply", flaky)
     async with make_stack(db_url) as stack:
