@@ -252,6 +252,9 @@ async def _model_turn(
     limit = over_budget(state.get("usage") or {}, ctx.get("budget") or {})
     if limit is not None:
         stop = AIMessage(content=f"Stopped: the run reached its budget ({limit}).")
+        if spec.on_model_failure == "person":
+            handover = escalate(services, spec, ctx, "budget_exceeded", {"limit": limit})
+            return {"messages": [stop], **handover}, [_escalation_entry(ctx, handover, "budget")]
         return {"messages": [stop], "stopped": {"reason": "budget_exceeded", "limit": limit}}, []
     schemas = [t.schema() for t in spec.tools().values()] + [spec.answer_tool()]
     model: Any = services.model_for(spec).bind_tools(schemas)
@@ -267,7 +270,16 @@ async def _model_turn(
         RUN_ID: ctx["run_id"],
     }
     with tracer().start_as_current_span(f"chat {name}", kind=SpanKind.CLIENT, attributes=attributes) as span:
-        ai = await ask_model(model, [SystemMessage(spec.prompt), *messages], services)
+        try:
+            ai = await ask_model(model, [SystemMessage(spec.prompt), *messages], services)
+        except ApplicationError as e:
+            if e.type != "ModelUnavailable" or spec.on_model_failure != "person":
+                raise
+            span.set_status(StatusCode.ERROR, "model unavailable: handed to a person")
+            turn = sum(1 for m in messages if isinstance(m, AIMessage))
+            handover = escalate(services, spec, ctx, "model_unavailable", str(e))
+            note = AIMessage(content="Stopped: the model is unavailable; a person must finish this run.")
+            return {"messages": [note], **handover}, [_escalation_entry(ctx, handover, f"model:{turn}")]
         meta: dict[str, Any] = dict(ai.usage_metadata or {})
         tokens_in, tokens_out = int(meta.get("input_tokens", 0)), int(meta.get("output_tokens", 0))
         cost = services.cost(label, tokens_in, tokens_out)
@@ -345,11 +357,29 @@ def _finish(
             for c in ai.tool_calls
         ] or [HumanMessage(content=text)]
         return {"messages": feedback, "invalid_outputs": 1}
+    return {"invalid_outputs": invalid_before + 1, **escalate(services, spec, ctx, "invalid_output", problem)}
+
+
+def _escalation_entry(ctx: RunContext, update: dict[str, Any], key: str) -> LedgerEntry:
+    """The ledger's record that the run stopped and went to a person (and why)."""
+    escalation = update["escalation"]
+    return LedgerEntry(
+        id=f"{ctx['run_id']}:{key}:escalated",
+        type="run.escalated",
+        data={"reason": escalation["reason"], "rule": escalation["verdict"]["rule"]},
+    )
+
+
+def escalate(
+    services: AgentServices, spec: AgentSpec, ctx: RunContext, reason: str, errors: Any
+) -> dict[str, Any]:
+    """The state update that hands the run to a person: an ``escalate_to_person`` request, gated as the
+    policy says or, whatever it says, for the agent owner's role."""
     policy = services.policy.current
     verdict = policy.evaluate(
         tool="escalate_to_person",
         kind="write",
-        args={"reason": "invalid_output"},
+        args={"reason": reason},
         agent=spec.name,
         tenant=ctx["tenant_id"],
         caller=ctx["caller"],
@@ -360,13 +390,10 @@ def _finish(
             outcome="require_approval",
             rule="escalation",
             policy_version=policy.version,
-            roles=("approver:support",),
+            roles=(spec.owner_role,),
             ttl_seconds=86_400,
         )
-    return {
-        "invalid_outputs": invalid_before + 1,
-        "escalation": {"reason": "invalid_output", "errors": problem, "verdict": verdict.to_dict()},
-    }
+    return {"escalation": {"reason": reason, "errors": errors, "verdict": verdict.to_dict()}}
 
 
 async def evaluate_policy(

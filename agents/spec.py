@@ -14,7 +14,7 @@ import importlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
-from typing import Any
+from typing import Any, Literal
 
 from langchain_core.messages import AIMessage, BaseMessage
 from pydantic import BaseModel, ValidationError
@@ -69,6 +69,14 @@ class AgentSpec:
     # Who answers for the agent in production: a team, the role that decides its escalations, and
     # optionally a webhook URL for its alerts.
     owner: dict[str, str] = field(default_factory=dict)
+    # When the model keeps failing (after its retries and fallbacks) or the run spends its budget: hand the
+    # run to a person (an escalate_to_person request for the owner's role), or let it fail.
+    on_model_failure: Literal["person", "fail"] = "person"
+
+    @property
+    def owner_role(self) -> str:
+        """The role that decides the agent's escalations (approver:support unless the owner names one)."""
+        return self.owner.get("role") or "approver:support"
 
     @property
     def playbook(self) -> Playbook:

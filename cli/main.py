@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
+from cli import approvals as approvals_cli
 from countersign.settings import Settings
 
 app = typer.Typer(help="Countersign: durable AI agents that ask before they act.", no_args_is_help=True)
@@ -24,6 +25,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(webhooks_app, name="webhooks")
 app.add_typer(policy_app, name="policy")
 app.add_typer(audit_app, name="audit")
+app.add_typer(approvals_cli.app, name="approvals")
 
 
 def _fail(message: str, code: int = 2) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
+import uvicorn
 from fastapi import FastAPI
 from langchain_core.language_models import BaseChatModel
 from sqlalchemy import text
@@ -352,3 +353,22 @@ async def wait_for_file(path: Path, proc: subprocess.Popen[bytes], timeout: floa
         assert proc.poll() is None, f"worker exited with {proc.returncode}"
         assert loop.time() < deadline, f"worker never reached {path.name}"
         await asyncio.sleep(0.05)
+
+
+@asynccontextmanager
+async def serving(stack: Stack) -> AsyncIterator[str]:
+    """The stack's app on a real port (its lifespan already runs), for the browser. The socket listens
+    before the server starts, so the browser's first request waits in its backlog rather than failing."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(64)
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(stack.app, lifespan="off", log_level="warning")  # type: ignore[arg-type]
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+        sock.close()

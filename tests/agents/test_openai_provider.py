@@ -157,9 +157,17 @@ async def test_server_errors_are_retried_as_bounded_activity_retries(
         assert (await stack.result(ok["id"]))["status"] == "completed"
         stub_server.fail_first = 10
         bad = await stack.start("support_drafting", {"ticket_id": "T-1001"})
+        # The provider stays down: the run goes to a person; rejecting it abandons the run.
+        [item] = await stack.pending(bad["id"])
+        assert item["tool"] == "escalate_to_person" and item["arguments"]["reason"] == "model_unavailable"
+        reject = {"action": "reject", "arguments_hash": item["arguments_hash"], "reason": "customer called"}
+        r = await stack.http.post(
+            f"/v1/approvals/{item['id']}/decisions", json=reject, headers=stack.auth("alice")
+        )
+        assert r.status_code == 201, r.text
         failed = await stack.result(bad["id"])
     assert failed["status"] == "failed"
-    assert failed["error"]["reason"] == "step_failed"
+    assert failed["error"]["reason"] == "abandoned" and failed["error"]["stopped"] == "model_unavailable"
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)

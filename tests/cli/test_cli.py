@@ -1,13 +1,18 @@
-"""The CLI's policy check: verdicts with the rule that produced them, and errors that name the field."""
+"""The CLI: the policy check (verdicts with the rule that produced them, errors that name the field), and
+deciding approvals from a terminal over the API."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import sys
 from pathlib import Path
 
 from typer.testing import CliRunner
 
 from cli.main import app
+from tests.conftest import Stack, serving
 
 runner = CliRunner()
 
@@ -65,3 +70,40 @@ def test_policy_test_fails_on_a_wrong_expectation_and_an_untested_rule(tmp_path:
     assert result.exit_code == 1
     assert "FAIL big: deny (rest) - outcome: expected 'allow', got 'deny'" in result.output
     assert "FAIL rule replies is reached by no case" in result.output
+
+
+async def _countersign(*args: str, env: dict[str, str]) -> tuple[int, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "cli",
+        *args,
+        env={**os.environ, **env},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await proc.communicate()
+    return proc.returncode or 0, out.decode()
+
+
+async def test_approvals_are_listed_shown_and_decided_from_a_terminal(stack: Stack) -> None:
+    run = await stack.start("support_drafting", {"ticket_id": "T-1002"})
+    [item] = await stack.pending(run["id"])
+    async with serving(stack) as url:
+        env = {"COUNTERSIGN_API_URL": url, "COUNTERSIGN_API_KEY": stack.keys["alice"]}
+        code, out = await _countersign("approvals", "list", env=env)
+        assert code == 0 and item["id"] in out and "issue_refund" in out and "0/1" in out, out
+        code, out = await _countersign("approvals", "show", item["id"], env=env)
+        assert code == 0 and item["arguments_hash"] in out and '"order_id": "O-5002"' in out, out
+        code, out = await _countersign("approvals", "decide", item["id"], env=env)
+        assert code == 2 and "exactly one of --approve" in out
+        code, out = await _countersign("approvals", "decide", item["id"], "--edit", "[1]", "--yes", env=env)
+        assert code == 2 and "--edit: must be a JSON object" in out
+        edited = '{"order_id": "O-5002", "amount": 120, "reason": "partial refund"}'
+        code, out = await _countersign("approvals", "decide", item["id"], "--edit", edited, "--yes", env=env)
+        assert code == 0 and item["arguments_hash"] in out and "the request is now approved" in out, out
+        assert (await stack.result(run["id"]))["status"] == "completed"
+        code, out = await _countersign("approvals", "decide", item["id"], "--approve", "--yes", env=env)
+        assert code == 1 and "nothing to decide" in out
+        code, out = await _countersign("approvals", "list", "--key", "cs_bogus", env=env)
+        assert code == 1 and "unknown, revoked or expired" in out

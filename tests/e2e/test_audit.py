@@ -277,9 +277,18 @@ async def test_cost_by_price_table_and_budget_stop(make_stack: Any, db_url: str)
                 "budget": {"max_model_calls": 2},
             },
         )
+        # The budget is spent: the run goes to a person, who lets it go (it ends failed, abandoned).
+        [item] = await stack.pending(r.json()["id"])
+        assert item["tool"] == "escalate_to_person" and item["arguments"]["reason"] == "budget_exceeded"
+        assert item["arguments"]["errors"] == {"limit": "max_model_calls"}
+        reject = {"action": "reject", "arguments_hash": item["arguments_hash"], "reason": "not worth it"}
+        decided = await stack.http.post(
+            f"/v1/approvals/{item['id']}/decisions", json=reject, headers=stack.auth("alice")
+        )
+        assert decided.status_code == 201, decided.text
         stopped = await stack.result(r.json()["id"])
         assert stopped["status"] == "failed"
-        assert stopped["error"] == {"reason": "budget_exceeded", "limit": "max_model_calls"}
+        assert stopped["error"]["reason"] == "abandoned" and stopped["error"]["stopped"] == "budget_exceeded"
         assert stopped["usage"]["model_calls"] == 2
         async with stack.sessions() as s:
             [failed] = list(
@@ -289,12 +298,17 @@ async def test_cost_by_price_table_and_budget_stop(make_stack: Any, db_url: str)
                     )
                 )
             )
+            assert await s.scalar(
+                select(func.count())
+                .select_from(AuditEvent)
+                .where(AuditEvent.run_id == stopped["id"], AuditEvent.type == "run.escalated")
+            )
             calls = await s.scalar(
                 select(func.count())
                 .select_from(AuditEvent)
                 .where(AuditEvent.run_id == stopped["id"], AuditEvent.type == "model.called")
             )
-        assert failed.data["error"]["reason"] == "budget_exceeded" and calls == 2
+        assert failed.data["error"]["reason"] == "abandoned" and calls == 2
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)

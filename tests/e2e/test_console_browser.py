@@ -10,16 +10,14 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import socket
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 
-from tests.conftest import Stack
+from tests.conftest import Stack, serving
 from tools.business import Ticket
 
 XSS = "<img src=x onerror=alert(1)> <script>alert(2)</script>"
@@ -49,25 +47,6 @@ def chromium() -> Iterator[WebDriver]:
         yield driver
     finally:
         driver.quit()
-
-
-@asynccontextmanager
-async def serving(stack: Stack) -> AsyncIterator[str]:
-    """The stack's app on a real port (its lifespan already runs), for the browser. The socket listens
-    before the server starts, so the browser's first request waits in its backlog rather than failing."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(64)
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(stack.app, lifespan="off", log_level="warning")  # type: ignore[arg-type]
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
-        sock.close()
 
 
 def no_script_ran(d: WebDriver) -> bool:

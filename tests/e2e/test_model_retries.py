@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 from langchain_core.messages import AIMessage, BaseMessage
 
+from agents.catalog import AGENTS
 from agents.scripted import ScriptedChatModel
 from tests.conftest import wait_for_file, worker_process
 
@@ -50,7 +52,9 @@ async def test_three_worker_crashes_in_one_model_step_do_not_fail_the_run(
         assert [(tmp_path / f"m{n}").exists() for n in range(4)] == [True, True, True, False]
 
 
-async def test_model_errors_stop_the_step_after_the_configured_attempts(make_stack: Any, db_url: str) -> None:
+async def test_model_errors_hand_the_run_to_a_person_after_the_configured_attempts(
+    make_stack: Any, db_url: str
+) -> None:
     calls: list[int] = []
 
     def down(messages: list[BaseMessage]) -> AIMessage:
@@ -62,8 +66,42 @@ async def test_model_errors_stop_the_step_after_the_configured_attempts(make_sta
         db_url, model_for=model_for, activity_heartbeat_seconds=1, model_max_attempts=2
     ) as stack:
         run = await stack.start("support_drafting", {"ticket_id": "T-1001"})
+        [item] = await stack.pending(run["id"])
+        # The run waits for the agent owner's people with what it had and why it stopped, never `failed`.
+        assert item["tool"] == "escalate_to_person" and item["required_roles"] == ["approver:support"]
+        assert item["arguments"]["reason"] == "model_unavailable"
+        assert (
+            "the model failed 2 times" in item["arguments"]["errors"] and "503" in item["arguments"]["errors"]
+        )
+        waiting = (await stack.http.get(f"/v1/runs/{run['id']}", headers=stack.auth("trigger"))).json()
+        assert waiting["status"] == "awaiting_approval"
+        answer = {"action": "respond", "arguments_hash": item["arguments_hash"], "message": "Arrives Friday."}
+        r = await stack.http.post(
+            f"/v1/approvals/{item['id']}/decisions", json=answer, headers=stack.auth("alice")
+        )
+        assert r.status_code == 201, r.text
+        done = await stack.result(run["id"])
+    assert done["status"] == "completed"
+    assert done["output"]["taken_over"] is True and done["output"]["answer"] == "Arrives Friday."
+    assert len(calls) == 2
+
+
+async def test_an_agent_may_choose_to_fail_when_its_model_is_down(
+    make_stack: Any, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(
+        AGENTS, "support_drafting", replace(AGENTS["support_drafting"], on_model_failure="fail")
+    )
+
+    def down(messages: list[BaseMessage]) -> AIMessage:
+        raise RuntimeError("provider answered 503")
+
+    model_for = lambda spec: ScriptedChatModel(playbook=down)  # noqa: E731
+    async with make_stack(
+        db_url, model_for=model_for, activity_heartbeat_seconds=1, model_max_attempts=2
+    ) as stack:
+        run = await stack.start("support_drafting", {"ticket_id": "T-1001"})
         done = await stack.wait_status(run["id"], {"failed", "completed"})
     assert done["status"] == "failed"
     assert done["error"]["reason"] == "step_failed"
     assert "the model failed 2 times" in done["error"]["message"] and "503" in done["error"]["message"]
-    assert len(calls) == 2

@@ -14,12 +14,12 @@ from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflow
 from workers.workflows.webhooks import Dispatch, emit, event, request_data, run_data, settle
 
 with workflow.unsafe.imports_passed_through():
-    from langchain_core.messages import HumanMessage
+    from langchain_core.messages import HumanMessage, convert_to_messages
     from langgraph.checkpoint.memory import InMemorySaver
     from langgraph.types import Command
     from temporalio.langgraph import graph
 
-    from agents.graph import graph_name
+    from agents.graph import evidence, graph_name
     from countersign.hashing import canonical_hash
     from workers.contracts import (
         DecisionIn,
@@ -139,7 +139,8 @@ class AgentRunWorkflow:
         if stopped:
             result = RunResult(status="failed", error=dict(stopped), usage=usage)
         elif escalation:
-            result = RunResult(status="completed", output=await self._escalate(inp, escalation), usage=usage)
+            seen = evidence(convert_to_messages(state.get("messages", [])))
+            result = await self._escalate(inp, escalation, seen, usage)
         else:
             result = RunResult(status="completed", output=state.get("output"), usage=usage)
         await workflow.wait_condition(workflow.all_handlers_finished)
@@ -148,23 +149,43 @@ class AgentRunWorkflow:
         )
         return result
 
-    async def _escalate(self, inp: RunInput, escalation: dict[str, Any]) -> dict[str, Any]:
-        """Hand the run to a person through the approval inbox: they respond with the answer, or reject."""
+    async def _escalate(
+        self, inp: RunInput, escalation: dict[str, Any], seen: list[dict[str, Any]], usage: Usage
+    ) -> RunResult:
+        """Hand the run to a person through the approval inbox: they respond with the answer, or reject.
+
+        A run the agent could not finish (the model is down, the budget is spent) is taken over by the
+        person's answer, or ends ``failed`` as ``abandoned`` when they reject it or nobody answers in time.
+        """
+        reason = escalation["reason"]
+        why = {
+            "invalid_output": "The agent could not produce a valid answer; a person must finish this run.",
+            "model_unavailable": "The model is unavailable after its retries; a person must finish this run.",
+            "budget_exceeded": "The run spent its budget; a person must finish this run.",
+        }
         proposal = {
             "tool_call_id": "escalation",
             "tool": "escalate_to_person",
-            "arguments": {"reason": escalation["reason"], "errors": escalation.get("errors")},
+            "arguments": {"reason": reason, "errors": escalation.get("errors")},
             "verdict": escalation["verdict"],
-            "reason": "The agent could not produce a valid answer; a person must finish this run.",
+            "reason": why.get(reason, f"The run stopped ({reason}); a person must finish it."),
+            "evidence": seen,
         }
-        decided = (await self._hold(inp, [proposal]))["escalation"]
-        return {
+        decided = (await self._hold(inp, [proposal], usage))["escalation"]
+        outcome = {
             "escalated": True,
-            "reason": escalation["reason"],
+            "reason": reason,
             "errors": escalation.get("errors"),
             "resolution": decided["status"],
             "answer": decided.get("message"),
         }
+        if reason == "invalid_output":
+            return RunResult(status="completed", output=outcome, usage=usage)
+        if decided["status"] == "responded":
+            return RunResult(status="completed", output={**outcome, "taken_over": True}, usage=usage)
+        return RunResult(
+            status="failed", error={**outcome, "reason": "abandoned", "stopped": reason}, usage=usage
+        )
 
     async def _emit(self, event_type: WebhookEventType, **kw: Any) -> None:
         dispatch = await emit(event_type, **kw)
