@@ -612,6 +612,7 @@ async def _run_tools(
                         "idempotency_key": key,
                         "arguments_hash": canonical_hash(args),
                         "result_hash": canonical_hash(result),
+                        "status": status,
                         # The recorded decisions this effect ran on (none for an allowed call).
                         "approval_events": list((decision or {}).get("decision_events") or []),
                     },

@@ -19,7 +19,7 @@ from temporalio.client import Client
 from api import errors
 from api.auth import JwtVerifier
 from api.ratelimit import TokenBucket
-from api.routes import approvals, audit, meta, runs, webhooks
+from api.routes import approvals, audit, meta, metrics, runs, webhooks
 from api.schemas import Problem, RunEvent
 from api.ui import console
 from approvals.policy import PolicyStore
@@ -149,6 +149,8 @@ def create_app(
     app.include_router(webhooks.router)
     app.include_router(meta.router)
     app.include_router(audit.router)
+    app.include_router(metrics.router)
+    app.state.metrics_cache = metrics.ScrapeCache(settings.metrics_cache_seconds)
     console.install(app, settings)
     provider = telemetry.configure(
         "countersign-api", settings.resolved_database_url(), settings.trace_retention_days

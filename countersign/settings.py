@@ -99,6 +99,13 @@ class Settings(BaseSettings):
     ui_sign_ins_per_minute: int = Field(default=10, ge=0)
     temporal_ui_url: str = ""
 
+    # GET /metrics: a bearer token the scraper must send (unset: open, as metrics carry no personal data),
+    # and how long one scrape's numbers are served again; each worker's own metrics listen on this port
+    # (0: off; `countersign dev` uses 9464 and up).
+    metrics_token: SecretStr | None = None
+    metrics_cache_seconds: float = Field(default=5.0, ge=0)
+    worker_metrics_port: int = Field(default=0, ge=0, le=65535)
+
     runs_per_minute: int = Field(default=60, ge=0)  # per key (or person); 0 turns the limit off
     max_active_runs_per_tenant: int = Field(default=100, ge=0)  # running or awaiting approval; 0 = no cap
 

@@ -48,6 +48,7 @@ MATRIX: dict[tuple[str, str], set[str]] = {
     ("GET", "/v1/webhooks/{webhook_id}"): {"admin"},
     ("DELETE", "/v1/webhooks/{webhook_id}"): {"admin"},
     ("GET", "/v1/webhooks/{webhook_id}/deliveries"): {"admin"},
+    ("GET", "/metrics"): PUBLIC,
     ("GET", "/v1/healthz"): PUBLIC,
     ("GET", "/v1/readyz"): PUBLIC,
 }
