@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.message import add_messages
 from langgraph.runtime import Runtime
 from langgraph.types import interrupt
+from opentelemetry import metrics
 from opentelemetry.trace import SpanKind, StatusCode
 from pydantic import ValidationError
 from temporalio import activity
@@ -202,6 +204,15 @@ def _last_ai(messages: Sequence[BaseMessage]) -> AIMessage | None:
     return None
 
 
+# The GenAI semantic conventions' client metrics (a no-op unless the process installed a meter provider).
+_METER = metrics.get_meter("countersign.agents")
+_DURATION = _METER.create_histogram(
+    "gen_ai.client.operation.duration", unit="s", description="Duration of GenAI client operations."
+)
+_TOKENS = _METER.create_histogram(
+    "gen_ai.client.token.usage", unit="{token}", description="Number of input and output tokens used."
+)
+
 _SERVICES: dict[str, tuple[AgentServices, AgentSpec]] = {}
 _META_KEY = "countersign_graph"
 
@@ -269,10 +280,18 @@ async def _model_turn(
         "gen_ai.agent.name": spec.name,
         RUN_ID: ctx["run_id"],
     }
+    # Metric attributes stay bounded: no run id.
+    measured = {k: v for k, v in attributes.items() if k != RUN_ID}
     with tracer().start_as_current_span(f"chat {name}", kind=SpanKind.CLIENT, attributes=attributes) as span:
+        started = time.monotonic()
         try:
             ai = await ask_model(model, [SystemMessage(spec.prompt), *messages], services)
-        except ApplicationError as e:
+        except Exception as e:
+            _DURATION.record(time.monotonic() - started, measured | {"error.type": type(e).__name__})
+            if not isinstance(e, ApplicationError):
+                raise
+            if e.type != "ModelUnavailable" or spec.on_model_failure != "person":
+                raise
             if e.type != "ModelUnavailable" or spec.on_model_failure != "person":
                 raise
             span.set_status(StatusCode.ERROR, "model unavailable: handed to a person")
@@ -282,6 +301,9 @@ async def _model_turn(
             return {"messages": [note], **handover}, [_escalation_entry(ctx, handover, f"model:{turn}")]
         meta: dict[str, Any] = dict(ai.usage_metadata or {})
         tokens_in, tokens_out = int(meta.get("input_tokens", 0)), int(meta.get("output_tokens", 0))
+        _DURATION.record(time.monotonic() - started, measured)
+        _TOKENS.record(tokens_in, measured | {"gen_ai.token.type": "input"})
+        _TOKENS.record(tokens_out, measured | {"gen_ai.token.type": "output"})
         cost = services.cost(label, tokens_in, tokens_out)
         span.set_attributes(
             {

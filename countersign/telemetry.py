@@ -174,6 +174,42 @@ def configure(service: str, database_url: str, retention_days: int = 30) -> Trac
     return provider
 
 
+def serve_metrics(service: str, host: str, port: int) -> None:
+    """Install the process's meter provider with a Prometheus reader and serve ``/metrics`` on ``port``
+    (the process's own metrics: model duration and token usage per the GenAI conventions, fallbacks).
+
+    The HTTP server runs on its own thread, off the event loop; a scrape only reads counters in memory.
+    """
+    from opentelemetry import metrics
+    from opentelemetry.exporter.prometheus import PrometheusMetricReader
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
+    from prometheus_client import start_http_server
+
+    views = [
+        # The GenAI conventions' advised boundaries for these two histograms.
+        View(
+            instrument_name="gen_ai.client.operation.duration",
+            aggregation=ExplicitBucketHistogramAggregation(
+                (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)
+            ),
+        ),
+        View(
+            instrument_name="gen_ai.client.token.usage",
+            aggregation=ExplicitBucketHistogramAggregation(
+                (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864)
+            ),
+        ),
+    ]
+    provider = MeterProvider(
+        metric_readers=[PrometheusMetricReader()],
+        resource=Resource.create({"service.name": service}),
+        views=views,
+    )
+    metrics.set_meter_provider(provider)
+    start_http_server(port, addr=host)
+
+
 def _otlp_exporter() -> SpanExporter:
     protocol = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or os.environ.get(
         "OTEL_EXPORTER_OTLP_PROTOCOL"

@@ -7,6 +7,7 @@ from importlib.metadata import version
 from temporalio.client import Client
 from temporalio.contrib.opentelemetry import TracingInterceptor
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.service import RetryConfig
 
 from countersign.settings import Settings
@@ -20,7 +21,24 @@ BUILD_ID = f"countersign-{version('countersign')}"
 API_RETRIES = RetryConfig(max_elapsed_time_millis=2000, max_retries=5)
 
 
-async def connect(settings: Settings, address: str | None = None, retry: RetryConfig | None = None) -> Client:
+def metrics_runtime(host: str, port: int) -> Runtime:
+    """A Temporal runtime whose SDK metrics (pollers, task latencies, activity outcomes) are served for
+    Prometheus on ``host:port``, with ``_total`` counters and durations in seconds."""
+    return Runtime(
+        telemetry=TelemetryConfig(
+            metrics=PrometheusConfig(
+                bind_address=f"{host}:{port}", counters_total_suffix=True, durations_as_seconds=True
+            )
+        )
+    )
+
+
+async def connect(
+    settings: Settings,
+    address: str | None = None,
+    retry: RetryConfig | None = None,
+    runtime: Runtime | None = None,
+) -> Client:
     """Connect to Temporal (the dev server, a cluster or Temporal Cloud) as the settings say."""
     return await Client.connect(
         address or settings.resolved_temporal_address(),
@@ -30,6 +48,7 @@ async def connect(settings: Settings, address: str | None = None, retry: RetryCo
         data_converter=pydantic_data_converter,
         interceptors=[TracingInterceptor()],
         retry_config=retry or RetryConfig(),
+        runtime=runtime,
     )
 
 

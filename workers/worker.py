@@ -30,7 +30,7 @@ from tools.business import BusinessStore
 from tools.registry import signatures
 from workers.activities import ApprovalActivities, LedgerSink, RunActivities
 from workers.activities.checkpoint import CheckpointActivities, ensure_checkpoint_schedule
-from workers.client import BUILD_ID, connect
+from workers.client import BUILD_ID, connect, metrics_runtime
 from workers.webhook_contracts import webhook_task_queue
 from workers.webhook_worker import build_webhook_worker, http_client
 from workers.workflows.checkpoint import AuditCheckpointWorkflow
@@ -121,7 +121,12 @@ async def serve(settings: Settings, *, webhooks: bool = True) -> None:
     telemetry.configure("countersign-worker", settings.resolved_database_url(), settings.trace_retention_days)
     engine = make_engine(settings.resolved_database_url())
     store = BusinessStore.from_url(settings.resolved_business_database_url(), sandbox=settings.demo_sandbox)
-    client = await connect(settings)
+    runtime = None
+    if settings.worker_metrics_port:
+        # Our metrics on the port, the Temporal SDK's on the next one.
+        telemetry.serve_metrics("countersign-worker", settings.api_host, settings.worker_metrics_port)
+        runtime = metrics_runtime(settings.api_host, settings.worker_metrics_port + 1)
+    client = await connect(settings, runtime=runtime)
     sessions = session_factory(engine)
     policy = PolicyStore(settings.policy_path, settings.known_roles(), signatures())
     worker = build_worker(client, settings, sessions, store, policy=policy)

@@ -18,7 +18,6 @@ from prometheus_client.core import (
     HistogramMetricFamily,
     Metric,
 )
-from prometheus_client.utils import floatToGoString
 from sqlalchemy import ColumnElement, case, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -76,7 +75,7 @@ async def _histogram(
         family.add_metric(
             values,
             buckets=[
-                *((floatToGoString(float(b)), float(c)) for b, c in zip(buckets, counts, strict=True)),
+                *((str(float(b)), float(c)) for b, c in zip(buckets, counts, strict=True)),
                 ("+Inf", float(total)),
             ],
             sum_value=summed,
@@ -248,13 +247,16 @@ async def collect(s: AsyncSession) -> list[Metric]:
         "Approval requests waiting for a decision now.",
         labels=["agent", "tool"],
     )
+    # Every (agent, tool) that ever asked is reported, 0 when nothing waits (absent reads as unknown).
     for agent, tool, n in await _counts(
         s,
-        select(ApprovalRequest.agent, ApprovalRequest.tool, func.count())
-        .where(ApprovalRequest.status == "pending")
-        .group_by(ApprovalRequest.agent, ApprovalRequest.tool),
+        select(
+            ApprovalRequest.agent,
+            ApprovalRequest.tool,
+            func.sum(case((ApprovalRequest.status == "pending", 1), else_=0)),
+        ).group_by(ApprovalRequest.agent, ApprovalRequest.tool),
     ):
-        pending.add_metric([agent, tool], n)
+        pending.add_metric([agent, tool], int(n or 0))
     oldest = GaugeMetricFamily(
         "countersign_approval_oldest_pending_timestamp_seconds",
         "When the oldest pending request of each agent was opened (Unix time).",

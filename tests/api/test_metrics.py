@@ -59,6 +59,7 @@ async def test_metrics_count_each_thing_once(make_stack: Any, db_url: str) -> No
         )
         == 1
     )
+    assert ("countersign_approvals_pending", tuple(sorted(refund.items()))) in found
     assert value(found, "countersign_approvals_pending", **refund) == 0
     assert value(found, "countersign_gate_verdicts_total", **refund, verdict="require_approval") == 1
     assert value(found, "countersign_gate_verdicts_total", **agent, tool="get_ticket", verdict="allow") == 2
