@@ -183,6 +183,27 @@ async def demo_run(api: str, key: str) -> dict[str, Any]:
         return run
 
 
+def worker_metrics_ports(first: int, count: int) -> list[int]:
+    """A free pair of ports per worker (its metrics, then the Temporal SDK's), from ``first`` upwards; another
+    stack on the machine holding some of them pushes this one further up rather than failing it."""
+    ports: list[int] = []
+    port = first
+    while len(ports) < count and port < 65534:
+        if all(_free(p) for p in (port, port + 1)):
+            ports.append(port)
+        port += 2
+    return ports
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 class Child:
     """A supervised child process: started again when it dies while the stack is running."""
 
@@ -246,10 +267,12 @@ def run_dev(settings: Settings, demo: bool = False, workers: int = 1) -> int:
         asyncio.run(wait_for_temporal(settings.resolved_temporal_address(), temporal))
         keys = asyncio.run(prepare(settings))
         py = sys.executable
+        metrics_ports = worker_metrics_ports(settings.worker_metrics_port or 9464, max(1, workers))
         for n in range(max(1, workers)):
             # One process runs the webhook worker too; more of them would only compete for its queue.
             argv = [py, "-m", "cli", "worker"] + ([] if n == 0 else ["--no-webhooks"])
-            children.append(Child(f"worker {n + 1}" if workers > 1 else "the worker", argv, env))
+            worker_env = {**env, "COUNTERSIGN_WORKER_METRICS_PORT": str(metrics_ports[n])}
+            children.append(Child(f"worker {n + 1}" if workers > 1 else "the worker", argv, worker_env))
         api_argv = [
             py,
             "-m",
@@ -271,6 +294,12 @@ def run_dev(settings: Settings, demo: bool = False, workers: int = 1) -> int:
         print(f"Temporal Web UI     http://127.0.0.1:{settings.temporal_ui_port}", flush=True)
         print(f"Temporal frontend   {settings.resolved_temporal_address()}", flush=True)
         print(f"Workers             {len(children) - 1}", flush=True)
+        print(f"API metrics         {api}/metrics", flush=True)
+        for port in metrics_ports:
+            print(
+                f"Worker metrics      http://{settings.api_host}:{port}/metrics (Temporal SDK: :{port + 1})",
+                flush=True,
+            )
         print(
             f"Demo keys           {settings.data_dir / 'dev-keys.json'} (tenant {DEMO_TENANT!r})", flush=True
         )

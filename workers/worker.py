@@ -123,9 +123,14 @@ async def serve(settings: Settings, *, webhooks: bool = True) -> None:
     store = BusinessStore.from_url(settings.resolved_business_database_url(), sandbox=settings.demo_sandbox)
     runtime = None
     if settings.worker_metrics_port:
-        # Our metrics on the port, the Temporal SDK's on the next one.
-        telemetry.serve_metrics("countersign-worker", settings.api_host, settings.worker_metrics_port)
-        runtime = metrics_runtime(settings.api_host, settings.worker_metrics_port + 1)
+        # Our metrics on the port, the Temporal SDK's on the next one. A port in use costs the metrics, not
+        # the worker: it logs why and works on.
+        port = settings.worker_metrics_port
+        try:
+            telemetry.serve_metrics("countersign-worker", settings.api_host, port)
+            runtime = metrics_runtime(settings.api_host, port + 1)
+        except (OSError, RuntimeError) as e:
+            log.warning("worker metrics not served on ports %d/%d: %s", port, port + 1, e)
     client = await connect(settings, runtime=runtime)
     sessions = session_factory(engine)
     policy = PolicyStore(settings.policy_path, settings.known_roles(), signatures())

@@ -3,11 +3,14 @@ task and repeated decision requests included), bounded labels, and the optional 
 
 from __future__ import annotations
 
+import asyncio
+import socket
 from typing import Any
 
+import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import Stack
+from tests.conftest import Stack, worker_process
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -101,3 +104,55 @@ async def test_metrics_pending_gauges_and_the_scrape_token(make_stack: Any, sqli
         value(found, "countersign_approval_oldest_pending_timestamp_seconds", agent="support_drafting")
         > 1.7e9
     )
+
+
+async def test_a_worker_serves_model_and_temporal_sdk_metrics(make_stack: Any, sqlite_url: str) -> None:
+    async with make_stack(sqlite_url, worker=False) as stack:
+        port = free_port_pair()
+        proc = worker_process(stack, COUNTERSIGN_WORKER_METRICS_PORT=str(port))
+        try:
+            run = await stack.start("support_drafting", {"ticket_id": "T-1001"})
+            assert (await stack.result(run["id"]))["status"] == "completed"
+            async with httpx.AsyncClient(timeout=10) as http:
+                ours = (await http.get(f"http://127.0.0.1:{port}/metrics")).text
+                sdk = (await http.get(f"http://127.0.0.1:{port + 1}/metrics")).text
+        finally:
+            proc.terminate()
+            await asyncio.to_thread(proc.wait, 30)
+    found = samples(ours)
+    chat = {
+        "gen_ai_operation_name": "chat",
+        "gen_ai_provider_name": "scripted",
+        "gen_ai_request_model": "scripted",
+        "gen_ai_agent_name": "support_drafting",
+    }
+    durations = [
+        v
+        for (n, ls), v in found.items()
+        if n == "gen_ai_client_operation_duration_seconds_count" and dict(ls).items() >= chat.items()
+    ]
+    assert durations and durations[0] >= 4, ours[:2000]
+    assert any(n == "gen_ai_client_token_usage_count" for n, _ in found)
+    # The Temporal SDK's own series: counters end in _total, latencies are in seconds (sub-second buckets).
+    sdk_found = samples(sdk)
+    assert any(n == "temporal_workflow_completed_total" and v >= 1 for (n, _), v in sdk_found.items())
+    assert any(
+        n == "temporal_workflow_task_execution_latency_bucket" and dict(ls)["le"] == "0.001"
+        for (n, ls), _ in sdk_found.items()
+    )
+    assert any(n == "temporal_num_pollers" for n, _ in sdk_found)
+
+
+def free_port_pair() -> int:
+    """A port whose next port is free too."""
+    for _ in range(50):
+        with socket.socket() as a:
+            a.bind(("127.0.0.1", 0))
+            port = int(a.getsockname()[1])
+            with socket.socket() as b:
+                try:
+                    b.bind(("127.0.0.1", port + 1))
+                except OSError:
+                    continue
+        return port
+    raise AssertionError("no free pair of ports")
