@@ -163,7 +163,7 @@ class RunEvent(BaseModel):
 
 
 WebhookEventName = Literal[
-    "run.completed", "run.failed", "approval.requested", "approval.decided", "approval.expired"
+    "run.completed", "run.failed", "approval.requested", "approval.decided", "approval.expired", "agent.alert"
 ]
 
 

@@ -37,6 +37,7 @@ EVENT_TYPES: Final = (
     "approval.requested",
     "approval.decided",
     "approval.expired",
+    "agent.alert",
 )
 SECRET_PREFIX = "whsec_"
 SIGNATURE_VERSION = "v1"

@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 WebhookEventType = Literal[
-    "run.completed", "run.failed", "approval.requested", "approval.decided", "approval.expired"
+    "run.completed", "run.failed", "approval.requested", "approval.decided", "approval.expired", "agent.alert"
 ]
 PATCH_ID = "webhooks-v1"
 WEBHOOK_QUEUE_SUFFIX = ".webhooks"

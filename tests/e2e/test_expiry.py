@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from approvals.audit import AuditEvent
 from approvals.models import ApprovalRequest
+from tests.e2e.conftest import Receiver
 from tools.business import Refund
 
 POLICY = """
@@ -35,11 +37,16 @@ rules:
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 async def test_undecided_request_is_reminded_escalated_then_expires_and_never_runs(
-    skipping_stack: Any, skipping_env: WorkflowEnvironment, db_url: str, tmp_path: Path
+    skipping_stack: Any, skipping_env: WorkflowEnvironment, db_url: str, tmp_path: Path, receiver: Receiver
 ) -> None:
     policy = tmp_path / "policy.yaml"
     policy.write_text(POLICY)
     async with skipping_stack(db_url, policy_path=policy) as stack:
+        # The owner's endpoint for alerts.
+        hook = await stack.http.post(
+            "/v1/webhooks", json={"url": receiver.url, "events": ["agent.alert"]}, headers=stack.auth("admin")
+        )
+        assert hook.status_code == 201, hook.text
         run = await stack.start("support_drafting", {"ticket_id": "T-1002"})
         [item] = await stack.pending(run["id"])
         assert item["required_roles"] == ["approver:finance"]
@@ -69,6 +76,9 @@ async def test_undecided_request_is_reminded_escalated_then_expires_and_never_ru
         )
         async with stack.store.sessions() as s:
             assert list(await s.scalars(select(Refund))) == []
+        [alert] = [json.loads(r[-1].body) for r in (await receiver.wait_delivered(1)).values()]
+        assert alert["type"] == "agent.alert" and alert["data"]["alert"] == "request_expired"
+        assert alert["data"]["request_id"] == item["id"] and alert["data"]["agent"] == "support_drafting"
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)

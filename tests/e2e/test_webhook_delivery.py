@@ -3,15 +3,9 @@ with the same id and body on every attempt; each attempt is recorded."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import threading
 import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -20,86 +14,8 @@ from temporalio.testing import WorkflowEnvironment
 
 from approvals.webhooks import WebhookVerificationError, verify
 from tests.conftest import Stack
+from tests.e2e.conftest import Receiver
 from tests.e2e.test_gates import decide
-
-
-@dataclass
-class Received:
-    """One request the receiver got."""
-
-    headers: dict[str, str]
-    body: bytes
-    answered: int
-
-
-@dataclass
-class Receiver:
-    """A local HTTP server answering 500 to the first ``failures`` requests of each webhook-id, then 200."""
-
-    failures: int
-    loop: asyncio.AbstractEventLoop
-    requests: list[Received] = field(default_factory=list)
-    changed: asyncio.Event = field(default_factory=asyncio.Event)
-    url: str = ""
-
-    def handle(self, headers: dict[str, str], body: bytes) -> int:
-        seen = sum(1 for r in self.requests if r.headers.get("webhook-id") == headers.get("webhook-id"))
-        status = 500 if seen < self.failures else 200
-        self.requests.append(Received(headers, body, status))
-        self.loop.call_soon_threadsafe(self.changed.set)
-        return status
-
-    def delivered(self) -> dict[str, list[Received]]:
-        """Every request, grouped by webhook-id, for the ids that got a 200."""
-        ids = {r.headers["webhook-id"] for r in self.requests if r.answered == 200}
-        return {i: [r for r in self.requests if r.headers["webhook-id"] == i] for i in ids}
-
-    async def wait_delivered(self, count: int, timeout: float = 60) -> dict[str, list[Received]]:
-        """Wait (on the receiver's own signal) until ``count`` distinct events were answered 200."""
-        async with asyncio.timeout(timeout):
-            while len(self.delivered()) < count:
-                self.changed.clear()
-                await self.changed.wait()
-        return self.delivered()
-
-
-@contextmanager
-def _serving(receiver: Receiver) -> Iterator[Receiver]:
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("content-length", "0")))
-            status = receiver.handle({k.lower(): v for k, v in self.headers.items()}, body)
-            self.send_response(status)
-            self.send_header("content-length", "0")
-            self.end_headers()
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    receiver.url = f"http://127.0.0.1:{server.server_address[1]}/hooks/countersign"
-    try:
-        yield receiver
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
-
-
-@pytest.fixture
-async def flaky_receiver() -> AsyncIterator[Receiver]:
-    """Down (500) for the first two attempts of every event."""
-    with _serving(Receiver(failures=2, loop=asyncio.get_running_loop())) as r:
-        yield r
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    """Answers 200 at once."""
-    with _serving(Receiver(failures=0, loop=asyncio.get_running_loop())) as r:
-        yield r
 
 
 async def _register(stack: Stack, url: str, **body: Any) -> dict[str, Any]:
@@ -130,6 +46,7 @@ async def test_a_receiver_that_fails_at_first_gets_every_event_signed_and_unchan
         "approval.requested",
         "approval.decided",
         "approval.expired",
+        "agent.alert",
     }
     run = await stack.start("support_drafting", {"ticket_id": "T-1002"})
     [item] = await stack.pending(run["id"])
@@ -261,3 +178,32 @@ async def test_expiry_is_sent_as_approval_expired(
         payload = json.loads(request.body)
         assert payload["type"] == "approval.expired"
         assert payload["data"]["request_id"] == item["id"] and payload["data"]["status"] == "expired"
+
+
+async def test_the_owner_is_alerted_when_a_run_spends_its_budget_and_when_it_is_abandoned(
+    stack: Stack, receiver: Receiver
+) -> None:
+    await _register(stack, receiver.url, events=["agent.alert"])
+    r = await stack.http.post(
+        "/v1/runs",
+        headers=stack.auth("trigger"),
+        json={
+            "agent": "support_drafting",
+            "input": {"ticket_id": "T-1001"},
+            "budget": {"max_model_calls": 1},
+        },
+    )
+    run = r.json()
+    [item] = await stack.pending(run["id"])
+    assert item["tool"] == "escalate_to_person"
+    reply = await decide(stack, item, "alice", action="reject", reason="not worth a person's time")
+    assert reply.status_code == 201, reply.text
+    assert (await stack.result(run["id"]))["status"] == "failed"
+    delivered = await receiver.wait_delivered(2)
+    alerts = sorted(
+        (json.loads(rs[-1].body) for rs in delivered.values()), key=lambda p: str(p["data"]["alert"])
+    )
+    assert [a["type"] for a in alerts] == ["agent.alert", "agent.alert"]
+    assert [a["data"]["alert"] for a in alerts] == ["budget_exhausted", "run_failed"]
+    assert all(a["data"]["agent"] == "support_drafting" and a["data"]["run_id"] == run["id"] for a in alerts)
+    assert alerts[0]["data"]["request_id"] == item["id"] and alerts[1]["data"]["reason"] == "abandoned"

@@ -85,6 +85,7 @@ class AgentRunWorkflow:
         self._dispatches: list[Dispatch] = []
         self._fast = False
         self._deciding: set[str] = set()
+        self._input: RunInput | None = None
 
     @workflow.run
     async def run(self, inp: RunInput) -> RunResult:
@@ -105,6 +106,7 @@ class AgentRunWorkflow:
         return result
 
     async def _run(self, inp: RunInput) -> RunResult:
+        self._input = inp
         self._fast = workflow.patched(FAST_PATH)
         if not self._fast:
             # Runs from FAST_PATH on have their run.started recorded by the API, with the run row.
@@ -205,6 +207,9 @@ class AgentRunWorkflow:
             hook = (name, run_data(update))
         if self._fast and hook is not None:
             update.webhooks = self._events(hook[0], update.run.tenant_id, update.run.run_id, hook[1])
+            if update.status == "failed":
+                reason = str((update.error or {}).get("reason") or "failed")
+                update.webhooks += self._alert(update.run, "run_failed", reason=reason)
         await self._db("runs.set_status", update)
         if not self._fast and hook is not None:
             await self._emit(hook[0], tenant_id=update.run.tenant_id, run_id=update.run.run_id, data=hook[1])
@@ -214,6 +219,17 @@ class AgentRunWorkflow:
     ) -> list[WebhookEvent]:
         return [event(event_type, tenant_id=tenant_id, run_id=run_id, data=data)]
 
+    def _alert(self, run: RunInput, alert: str, **data: Any) -> list[WebhookEvent]:
+        """An ``agent.alert`` for the agent's owner (sent with the record it is about: no command of its
+        own, so runs from before alerts existed replay unchanged)."""
+        body = {
+            "agent": run.agent,
+            "alert": alert,
+            "run_id": run.run_id,
+            "links": {"run": f"/v1/runs/{run.run_id}"},
+        }
+        return self._events("agent.alert", run.tenant_id, run.run_id, body | data)
+
     async def _change(self, req: GatedRequest, event_name: str, actor: str = "system", **kw: Any) -> None:
         change = RequestChange(request=req.model_copy(deep=True), event=event_name, actor=actor, **kw)
         hook: WebhookEventType | None = None
@@ -222,6 +238,10 @@ class AgentRunWorkflow:
         data = request_data(change.request, change.decision)
         if self._fast and hook is not None:
             change.webhooks = self._events(hook, req.tenant_id, req.run_id, data)
+            if hook == "approval.expired" and self._input is not None:
+                change.webhooks += self._alert(
+                    self._input, "request_expired", request_id=req.id, tool=req.tool, rule=req.rule
+                )
         # A person's decision is recorded by a regular activity: it is scheduled only once the update is
         # accepted in history. A local activity runs before that, and could record a decision that a lost
         # workflow task then never accepted. Timer-driven changes replay identically: local is safe there.
@@ -272,6 +292,10 @@ class AgentRunWorkflow:
         if self._fast:
             for r in opening.requests:
                 opening.webhooks += self._events("approval.requested", r.tenant_id, r.run_id, request_data(r))
+                stopped = r.arguments.get("reason") if r.tool == "escalate_to_person" else None
+                if stopped in ("budget_exceeded", "model_unavailable"):
+                    alert = "budget_exhausted" if stopped == "budget_exceeded" else "model_unavailable"
+                    opening.webhooks += self._alert(inp, alert, request_id=r.id, reason=stopped)
         await self._db("approvals.open", opening)
         if not self._fast:
             for r in opening.requests:
