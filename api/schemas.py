@@ -174,6 +174,11 @@ class WebhookCreate(BaseModel):
     url: str = Field(min_length=1, max_length=2000)
     events: list[WebhookEventName] | None = Field(default=None, min_length=1)
     description: str | None = Field(default=None, max_length=200)
+    format: Literal["standard", "slack"] = Field(
+        default="standard",
+        description="standard: the signed event JSON; slack: a chat message for a Slack-compatible "
+        "incoming webhook (who must decide what, time left, a link to the console)",
+    )
 
 
 class WebhookRead(BaseModel):
@@ -181,6 +186,7 @@ class WebhookRead(BaseModel):
     url: str
     events: list[WebhookEventName]
     description: str | None
+    format: Literal["standard", "slack"] = "standard"
     created_at: dt.datetime
 
 

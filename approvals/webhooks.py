@@ -39,6 +39,7 @@ EVENT_TYPES: Final = (
     "approval.expired",
     "agent.alert",
 )
+FORMATS: Final = ("standard", "slack")
 SECRET_PREFIX = "whsec_"
 SIGNATURE_VERSION = "v1"
 DEFAULT_TOLERANCE_SECONDS = 300
@@ -57,6 +58,8 @@ class WebhookEndpoint(Base):
     secret: Mapped[str] = mapped_column(String(100))
     events: Mapped[list[str]]
     description: Mapped[str | None] = mapped_column(String(200))
+    # "standard": the signed event JSON; "slack": a chat message for a Slack-compatible incoming webhook.
+    format: Mapped[str] = mapped_column(String(16), default="standard", server_default="standard")
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     removed_at: Mapped[dt.datetime | None]
 
@@ -172,6 +175,45 @@ def verify(
     raise WebhookVerificationError("no signature matches")
 
 
+def _left(occurred_at: dt.datetime, expires_at: Any) -> str:
+    if not expires_at:
+        return "no deadline"
+    seconds = int((dt.datetime.fromisoformat(str(expires_at)) - occurred_at).total_seconds())
+    hours, rest = divmod(max(seconds, 0), 3600)
+    return f"{hours} h {rest // 60} min" if hours else f"{rest // 60} min"
+
+
+_ALERTS = {
+    "run_failed": "a run failed",
+    "budget_exhausted": "a run spent its budget and waits for a person",
+    "model_unavailable": "the model is down; a run waits for a person",
+    "request_expired": "an approval request expired undecided",
+}
+
+
+def chat_body(event_type: str, occurred_at: dt.datetime, data: dict[str, Any], console_url: str) -> str:
+    """A Slack-compatible incoming-webhook message (``text``, mrkdwn) for an event: who must decide what and
+    by when, or what went wrong, with a link into the console. Ids, rules and roles only: no arguments, no
+    customer data leaves for the chat."""
+    base = console_url.rstrip("/")
+    agent = data.get("agent", "?")
+    if event_type == "approval.requested":
+        text = (
+            f"*Approval needed*: {agent} wants to run `{data.get('tool')}` (rule `{data.get('rule')}`).\n"
+            f"Who decides: {', '.join(data.get('required_roles') or [])}"
+            f" (quorum {data.get('quorum', 1)}); time left: {_left(occurred_at, data.get('expires_at'))}.\n"
+            f"<{base}/ui/approvals/{data.get('request_id')}|Open it in the inbox>"
+        )
+    elif event_type == "agent.alert":
+        what = _ALERTS.get(str(data.get("alert")), str(data.get("alert")))
+        reason = f" ({data['reason']})" if data.get("reason") else ""
+        text = f"*{agent}*: {what}{reason}.\n<{base}/ui/runs/{data.get('run_id')}|Open the run>"
+    else:
+        run = data.get("run_id")
+        text = f"*{agent}*: {event_type} ({data.get('status', '')}).\n<{base}/ui/runs/{run}|Open the run>"
+    return json.dumps({"text": text}, separators=(",", ":"), sort_keys=True)
+
+
 def event_body(event_type: str, occurred_at: dt.datetime, data: dict[str, Any]) -> str:
     """The JSON body of an event (Standard Webhooks shape: type, timestamp, data), serialised once."""
     payload = {"type": event_type, "timestamp": occurred_at.astimezone(dt.UTC).isoformat(), "data": data}
@@ -245,8 +287,11 @@ async def create_endpoint(
     url: str,
     events: Sequence[str] | None = None,
     description: str | None = None,
+    format: str = "standard",
 ) -> WebhookEndpoint:
     """Record an endpoint with a fresh secret (the caller shows ``row.secret`` once)."""
+    if format not in FORMATS:
+        raise ValueError(f"unknown format {format!r}: one of {', '.join(FORMATS)}")
     unknown = sorted(set(events or ()) - set(EVENT_TYPES))
     if unknown:
         raise ValueError(f"unknown event type(s): {', '.join(unknown)}")
@@ -257,6 +302,7 @@ async def create_endpoint(
         secret=new_secret(),
         events=sorted(set(events)) if events else list(EVENT_TYPES),
         description=description,
+        format=format,
     )
     session.add(row)
     await session.flush()
@@ -289,8 +335,10 @@ async def enqueue(
     run_id: str | None,
     occurred_at: dt.datetime,
     data: dict[str, Any],
+    console_url: str = "",
 ) -> list[str]:
     """One delivery per active endpoint of the tenant subscribed to the event; idempotent per message id.
+    Chat endpoints get a message linking to the console at ``console_url``.
 
     Returns the ids of the pending deliveries, including ones an earlier (retried) call recorded.
     """
@@ -302,6 +350,7 @@ async def enqueue(
         )
     ).all()
     body = event_body(event_type, occurred_at, data)
+    chat = chat_body(event_type, occurred_at, data, console_url)
     ids: list[str] = []
     for endpoint in endpoints:
         if event_type not in endpoint.events:
@@ -319,7 +368,7 @@ async def enqueue(
                 message_id=message_id,
                 event_type=event_type,
                 run_id=run_id,
-                body=body,
+                body=chat if endpoint.format == "slack" else body,
                 status="pending",
                 attempts=0,
             )

@@ -98,6 +98,8 @@ class Settings(BaseSettings):
     ui_session_hours: float = Field(default=8.0, gt=0, le=24 * 30)
     ui_sign_ins_per_minute: int = Field(default=10, ge=0)
     temporal_ui_url: str = ""
+    # Where people reach the API and console (links in chat notifications); the local API by default.
+    public_url: str = ""
 
     # GET /metrics: a bearer token the scraper must send (unset: open, as metrics carry no personal data),
     # and how long one scrape's numbers are served again; each worker's own metrics listen on this port
@@ -136,6 +138,10 @@ class Settings(BaseSettings):
     def resolved_temporal_address(self) -> str:
         """The Temporal frontend address; the local dev server's port unless configured."""
         return self.temporal_address or f"127.0.0.1:{self.temporal_port}"
+
+    def resolved_public_url(self) -> str:
+        """The base URL people open the console at."""
+        return (self.public_url or f"http://127.0.0.1:{self.api_port}").rstrip("/")
 
     def resolved_temporal_ui_url(self) -> str:
         """The Temporal Web UI's base URL; the local dev server's unless configured."""

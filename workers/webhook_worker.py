@@ -40,7 +40,12 @@ def build_webhook_worker(
     task_queue: str | None = None,
 ) -> Worker:
     """A worker for the webhook queue of ``task_queue`` (the runs' queue; the configured one by default)."""
-    activities = WebhookActivities(sessions, http, allow_private=settings.webhook_allow_private)
+    activities = WebhookActivities(
+        sessions,
+        http,
+        allow_private=settings.webhook_allow_private,
+        console_url=settings.resolved_public_url(),
+    )
     return Worker(
         client,
         task_queue=webhook_task_queue(task_queue or settings.task_queue),

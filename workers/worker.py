@@ -100,7 +100,8 @@ def build_worker(
     """A worker for every agent in the catalog, bound to these database sessions and this business store."""
     queue = task_queue or settings.task_queue
     plugin = langgraph_plugin(settings, sessions, store, task_queue=queue, model_for=model_for, policy=policy)
-    runs, approvals = RunActivities(sessions), ApprovalActivities(sessions)
+    console = settings.resolved_public_url()
+    runs, approvals = RunActivities(sessions, console), ApprovalActivities(sessions, console)
     checkpoints = CheckpointActivities(sessions, signing_key(settings), settings.resolved_checkpoint_file())
     return Worker(
         client,

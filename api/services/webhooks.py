@@ -24,7 +24,12 @@ from approvals.webhooks import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 
 def _read(row: WebhookEndpoint) -> WebhookRead:
     return WebhookRead(
-        id=row.id, url=row.url, events=row.events, description=row.description, created_at=row.created_at
+        id=row.id,
+        url=row.url,
+        events=row.events,
+        description=row.description,
+        format=row.format,
+        created_at=row.created_at,
     )
 
 
@@ -37,7 +42,12 @@ async def create(
     except webhooks.UnsafeUrl as e:
         raise Invalid(f"url: {e}", errors=[{"field": "url", "message": str(e)}]) from e
     row = await webhooks.create_endpoint(
-        s, tenant_id=who.tenant_id, url=body.url, events=body.events, description=body.description
+        s,
+        tenant_id=who.tenant_id,
+        url=body.url,
+        events=body.events,
+        description=body.description,
+        format=body.format,
     )
     return WebhookCreated(**_read(row).model_dump(), secret=row.secret)
 

@@ -207,3 +207,26 @@ async def test_the_owner_is_alerted_when_a_run_spends_its_budget_and_when_it_is_
     assert [a["data"]["alert"] for a in alerts] == ["budget_exhausted", "run_failed"]
     assert all(a["data"]["agent"] == "support_drafting" and a["data"]["run_id"] == run["id"] for a in alerts)
     assert alerts[0]["data"]["request_id"] == item["id"] and alerts[1]["data"]["reason"] == "abandoned"
+
+
+async def test_a_chat_endpoint_gets_who_must_decide_what_and_a_link_to_the_inbox(
+    stack: Stack, receiver: Receiver
+) -> None:
+    hook = await _register(stack, receiver.url, events=["approval.requested", "agent.alert"], format="slack")
+    assert hook["format"] == "slack"
+    run = await stack.start("support_drafting", {"ticket_id": "T-1002"})
+    [item] = await stack.pending(run["id"])
+    [message] = [json.loads(rs[-1].body) for rs in (await receiver.wait_delivered(1)).values()]
+    text = message["text"]
+    assert set(message) == {"text"}
+    assert "support_drafting wants to run `issue_refund`" in text and "approver:finance" in text
+    assert "time left: 23 h 59 min" in text or "time left: 24 h 0 min" in text
+    assert (
+        f"<http://127.0.0.1:{stack.settings.api_port}/ui/approvals/{item['id']}|Open it in the inbox>" in text
+    )
+    # Nothing a customer wrote, and no arguments, leave for the chat.
+    assert "O-5002" not in text and "250" not in text
+    r = await stack.http.post(
+        "/v1/webhooks", json={"url": receiver.url, "format": "teams"}, headers=stack.auth("admin")
+    )
+    assert r.status_code == 422

@@ -69,8 +69,8 @@ async def _deliver(delivery_ids: list[str]) -> None:
 class RunActivities:
     """Writes of the workflow's progress into the database."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
-        self.sessions = sessions
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], console_url: str = "") -> None:
+        self.sessions, self.console_url = sessions, console_url
 
     @activity.defn(name="runs.set_status")
     async def set_status(self, u: StatusUpdate) -> None:
@@ -99,7 +99,7 @@ class RunActivities:
                 and not started_after_all
             ):
                 return
-            deliveries = await record_deliveries(session, u.webhooks)
+            deliveries = await record_deliveries(session, u.webhooks, self.console_url)
             run.status = u.status
             if u.output is not None:
                 run.output = u.output
@@ -197,14 +197,14 @@ _RUN_EVENT = {
 class ApprovalActivities:
     """Projection of approval requests and decisions, plus the ledger events and the notification."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
-        self.sessions = sessions
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], console_url: str = "") -> None:
+        self.sessions, self.console_url = sessions, console_url
 
     @activity.defn(name="approvals.open")
     async def open(self, o: OpenRequests) -> None:
         """Record every request of a model turn and mark the run awaiting approval, in one transaction."""
         async with self.sessions() as session, session.begin():
-            deliveries = await record_deliveries(session, o.webhooks)
+            deliveries = await record_deliveries(session, o.webhooks, self.console_url)
             for req in o.requests:
                 await self._apply(
                     session,
@@ -237,7 +237,7 @@ class ApprovalActivities:
         """Upsert the request row (and the decision row); append the ledger event once."""
         async with self.sessions() as session, session.begin():
             await self._apply(session, c)
-            deliveries = await record_deliveries(session, c.webhooks)
+            deliveries = await record_deliveries(session, c.webhooks, self.console_url)
         await _deliver(deliveries)
         if c.event in ("approval.reminded", "approval.escalated"):
             _notify(c.event, c.request)

@@ -27,8 +27,11 @@ log = logging.getLogger("countersign.webhooks")
 USER_AGENT = "Countersign-Webhooks/1"
 
 
-async def record_deliveries(session: AsyncSession, events: Sequence[WebhookEvent]) -> list[str]:
-    """The deliveries of webhook events, recorded in the caller's transaction (idempotent per message id)."""
+async def record_deliveries(
+    session: AsyncSession, events: Sequence[WebhookEvent], console_url: str = ""
+) -> list[str]:
+    """The deliveries of webhook events, recorded in the caller's transaction (idempotent per message id);
+    chat messages link to the console at ``console_url``."""
     ids: list[str] = []
     for event in events:
         ids += await webhooks.enqueue(
@@ -39,6 +42,7 @@ async def record_deliveries(session: AsyncSession, events: Sequence[WebhookEvent
             run_id=event.run_id,
             occurred_at=event.occurred_at,
             data=event.data,
+            console_url=console_url,
         )
     return ids
 
@@ -68,8 +72,10 @@ class WebhookActivities:
         http: httpx.AsyncClient,
         *,
         allow_private: bool,
+        console_url: str = "",
     ) -> None:
         self.sessions, self.http, self.allow_private = sessions, http, allow_private
+        self.console_url = console_url
 
     @activity.defn(name="webhooks.enqueue")
     async def enqueue(self, event: WebhookEvent) -> list[str]:
@@ -78,7 +84,7 @@ class WebhookActivities:
         Retries are safe: rows are unique per (endpoint, message id) and workflow ids per delivery.
         """
         async with self.sessions() as session, session.begin():
-            ids = await record_deliveries(session, [event])
+            ids = await record_deliveries(session, [event], self.console_url)
         await start_deliveries(activity.client(), activity.info().task_queue, ids)
         return ids
 
