@@ -87,14 +87,16 @@ async def _counts(s: AsyncSession, q: Any) -> list[tuple[Any, ...]]:
     return [tuple(r) for r in (await s.execute(q)).all()]
 
 
-async def collect(s: AsyncSession) -> list[Metric]:
-    """Every metric family, read from the database now."""
+async def collect(s: AsyncSession, tenant: str | None = None) -> list[Metric]:
+    """Every metric family, read from the database now (of one tenant's records, for its console)."""
     dialect = s.get_bind().dialect.name
     out: list[Metric] = []
+    runs = [Run.tenant_id == tenant] if tenant else []
+    reqs = [ApprovalRequest.tenant_id == tenant] if tenant else []
 
     # Runs.
     started = CounterMetricFamily("countersign_runs_started", "Runs started, by agent.", labels=["agent"])
-    for agent, n in await _counts(s, select(Run.agent, func.count()).group_by(Run.agent)):
+    for agent, n in await _counts(s, select(Run.agent, func.count()).where(*runs).group_by(Run.agent)):
         started.add_metric([agent], n)
     finished = CounterMetricFamily(
         "countersign_runs_finished", "Runs that ended, by agent and outcome.", labels=["agent", "outcome"]
@@ -103,12 +105,12 @@ async def collect(s: AsyncSession) -> list[Metric]:
         "countersign_runs_in_state", "Runs now running or awaiting approval.", labels=["agent", "state"]
     )
     for agent, status, n in await _counts(
-        s, select(Run.agent, Run.status, func.count()).group_by(Run.agent, Run.status)
+        s, select(Run.agent, Run.status, func.count()).where(*runs).group_by(Run.agent, Run.status)
     ):
         (finished if status in TERMINAL else in_state).add_metric([agent, status], n)
     out += [started, finished, in_state]
     wall = _seconds(dialect, Run.created_at, Run.updated_at)
-    done = [Run.status.in_(TERMINAL)]
+    done = [Run.status.in_(TERMINAL), *runs]
     out.append(
         await _histogram(
             s,
@@ -133,6 +135,7 @@ async def collect(s: AsyncSession) -> list[Metric]:
                 )
             ).label("waited"),
         )
+        .where(*reqs)
         .group_by(ApprovalRequest.run_id)
         .subquery()
     )
@@ -182,7 +185,9 @@ async def collect(s: AsyncSession) -> list[Metric]:
             func.count(),
             func.sum(case((ApprovalRequest.escalated, 1), else_=0)),
             func.sum(case((ApprovalRequest.reminded, 1), else_=0)),
-        ).group_by(ApprovalRequest.agent, ApprovalRequest.tool),
+        )
+        .where(*reqs)
+        .group_by(ApprovalRequest.agent, ApprovalRequest.tool),
     ):
         requests.add_metric([agent, tool], n)
         escalations.add_metric([agent, tool], int(escalated or 0))
@@ -202,6 +207,7 @@ async def collect(s: AsyncSession) -> list[Metric]:
         s,
         select(ApprovalRequest.agent, ApprovalRequest.tool, ApprovalDecision.action, func.count())
         .select_from(joined)
+        .where(*reqs)
         .group_by(ApprovalRequest.agent, ApprovalRequest.tool, ApprovalDecision.action),
     ):
         decisions.add_metric([agent, tool, action], n)
@@ -209,7 +215,7 @@ async def collect(s: AsyncSession) -> list[Metric]:
     for agent, tool, status, n in await _counts(
         s,
         select(ApprovalRequest.agent, ApprovalRequest.tool, ApprovalRequest.status, func.count())
-        .where(ApprovalRequest.status.in_(closed))
+        .where(ApprovalRequest.status.in_(closed), *reqs)
         .group_by(ApprovalRequest.agent, ApprovalRequest.tool, ApprovalRequest.status),
     ):
         decisions.add_metric([agent, tool, closed[status]], n)
@@ -225,7 +231,7 @@ async def collect(s: AsyncSession) -> list[Metric]:
         _seconds(dialect, ApprovalRequest.created_at, ApprovalDecision.created_at),
         DECISION_BUCKETS,
         joined,
-        [],
+        reqs,
     )
     expired = await _histogram(
         s,
@@ -236,7 +242,7 @@ async def collect(s: AsyncSession) -> list[Metric]:
         _seconds(dialect, ApprovalRequest.created_at, ApprovalRequest.decided_at),
         DECISION_BUCKETS,
         ApprovalRequest,
-        [ApprovalRequest.status == "expired", ApprovalRequest.decided_at.is_not(None)],
+        [ApprovalRequest.status == "expired", ApprovalRequest.decided_at.is_not(None), *reqs],
     )
     for sample in expired.samples:
         decided.samples.append(sample)
@@ -254,7 +260,9 @@ async def collect(s: AsyncSession) -> list[Metric]:
             ApprovalRequest.agent,
             ApprovalRequest.tool,
             func.sum(case((ApprovalRequest.status == "pending", 1), else_=0)),
-        ).group_by(ApprovalRequest.agent, ApprovalRequest.tool),
+        )
+        .where(*reqs)
+        .group_by(ApprovalRequest.agent, ApprovalRequest.tool),
     ):
         pending.add_metric([agent, tool], int(n or 0))
     oldest = GaugeMetricFamily(
@@ -265,14 +273,14 @@ async def collect(s: AsyncSession) -> list[Metric]:
     for agent, t in await _counts(
         s,
         select(ApprovalRequest.agent, func.min(_epoch(dialect, ApprovalRequest.created_at)))
-        .where(ApprovalRequest.status == "pending")
+        .where(ApprovalRequest.status == "pending", *reqs)
         .group_by(ApprovalRequest.agent),
     ):
         oldest.add_metric([agent], float(t))
     out += [pending, oldest]
 
     # From the ledger: gate verdicts, tool calls, escalations, model usage.
-    out += await _ledger(s)
+    out += await _ledger(s, [AuditEvent.tenant_id == tenant] if tenant else [])
     return out
 
 
@@ -281,7 +289,7 @@ def _agent() -> ColumnElement[str]:
     return func.substr(AuditEvent.actor, 7)
 
 
-async def _ledger(s: AsyncSession) -> list[Metric]:
+async def _ledger(s: AsyncSession, scope: list[Any]) -> list[Metric]:
     agent = _agent()
     tool = AuditEvent.data["tool"].as_string()
     verdicts = CounterMetricFamily(
@@ -293,7 +301,7 @@ async def _ledger(s: AsyncSession) -> list[Metric]:
     for a, t, v, n in await _counts(
         s,
         select(agent, tool, verdict, func.count())
-        .where(AuditEvent.type == "tool.proposed")
+        .where(AuditEvent.type == "tool.proposed", *scope)
         .group_by(agent, tool, verdict),
     ):
         verdicts.add_metric([a, t or "", v or ""], n)
@@ -309,7 +317,7 @@ async def _ledger(s: AsyncSession) -> list[Metric]:
     for a, t, o, n in await _counts(
         s,
         select(agent, tool, outcome, func.count())
-        .where(AuditEvent.type.in_(("tool.executed", "tool.blocked")))
+        .where(AuditEvent.type.in_(("tool.executed", "tool.blocked")), *scope)
         .group_by(agent, tool, outcome),
     ):
         calls.add_metric([a, t or "", o], n)
@@ -324,7 +332,9 @@ async def _ledger(s: AsyncSession) -> list[Metric]:
     reason = AuditEvent.data["reason"].as_string()
     for a, r, n in await _counts(
         s,
-        select(agent, reason, func.count()).where(AuditEvent.type == "run.escalated").group_by(agent, reason),
+        select(agent, reason, func.count())
+        .where(AuditEvent.type == "run.escalated", *scope)
+        .group_by(agent, reason),
     ):
         escalated.add_metric([a, r or ""], n)
         if r == "budget_exceeded":
@@ -347,7 +357,7 @@ async def _ledger(s: AsyncSession) -> list[Metric]:
             func.coalesce(func.sum(AuditEvent.data["input_tokens"].as_integer()), 0),
             func.coalesce(func.sum(AuditEvent.data["output_tokens"].as_integer()), 0),
         )
-        .where(AuditEvent.type == "model.called")
+        .where(AuditEvent.type == "model.called", *scope)
         .group_by(agent, model),
     ):
         calls_by_model.add_metric([a, m or ""], n)

@@ -35,6 +35,7 @@ from api.ratelimit import TokenBucket
 from api.schemas import ApprovalRead, DecisionCreate
 from api.services import approvals as approval_service
 from api.services import audit as audit_service
+from api.services import metrics as metrics_service
 from api.services import pagination
 from api.services import runs as run_service
 from api.ui import sessions, sso, views
@@ -619,6 +620,14 @@ async def run_page(request: Request, run_id: str, v: ReaderDep, s: SessionDep) -
             ),
         },
     )
+
+
+@router.get("/operations")
+async def operations_page(request: Request, v: ReaderDep, s: SessionDep) -> Response:
+    """Per agent: runs by status, people's time to decide, edit and reject rates per tool, escalations and
+    cost per task, from the same numbers as GET /metrics (this tenant's share of them)."""
+    families = await metrics_service.collect(s, tenant=v.who.tenant_id)
+    return render(request, "operations.html", {"v": v, "agents": views.operations(families)})
 
 
 # ------------------------------------------------------------------------------------------------ audit

@@ -283,3 +283,94 @@ def waterfall(spans: list[SpanRecord]) -> list[Bar]:
 
     walk(None, 0)
     return out
+
+
+def quantile(q: float, buckets: list[tuple[float, float]]) -> float | None:
+    """The ``q`` quantile of a cumulative histogram ``[(upper bound, count), ...]`` (``+Inf`` last), by
+    linear interpolation within the bucket, as Prometheus' ``histogram_quantile`` does."""
+    if not buckets or buckets[-1][1] <= 0:
+        return None
+    rank, lower, below = q * buckets[-1][1], 0.0, 0.0
+    for bound, count in buckets:
+        if count >= rank:
+            if bound == float("inf"):
+                return lower
+            inside = count - below
+            return lower + (bound - lower) * ((rank - below) / inside if inside else 0.0)
+        lower, below = bound, count
+    return lower
+
+
+@dataclass
+class AgentOps:
+    """What an agent's owner reads on the operations page."""
+
+    agent: str
+    runs: dict[str, float] = field(default_factory=dict)
+    pending: float = 0.0
+    decision_buckets: dict[float, float] = field(default_factory=dict)
+    decisions: dict[str, dict[str, float]] = field(default_factory=dict)  # tool -> decision -> count
+    escalations: dict[str, float] = field(default_factory=dict)
+    cost_sum: float = 0.0
+    cost_count: float = 0.0
+
+    @property
+    def total_runs(self) -> float:
+        """Every run of the agent, finished or not."""
+        return sum(self.runs.values())
+
+    def time_to_decision(self, q: float) -> str:
+        """The ``q`` quantile of people's time to decide, in words."""
+        value = quantile(q, sorted(self.decision_buckets.items()))
+        return "-" if value is None else span(value)
+
+    @property
+    def cost_per_task(self) -> str:
+        """Mean model cost of a finished run."""
+        return f"${self.cost_sum / self.cost_count:.4f}" if self.cost_count else "-"
+
+    def rates(self) -> list[tuple[str, float, float, float]]:
+        """Per tool: (tool, decisions, edit rate, reject rate)."""
+        out = []
+        for tool, by in sorted(self.decisions.items()):
+            total = sum(v for k, v in by.items() if k in ("approve", "edit", "reject", "respond"))
+            if total:
+                out.append((tool, total, by.get("edit", 0) / total, by.get("reject", 0) / total))
+        return out
+
+    def bars(self) -> list[tuple[str, float, float]]:
+        """Runs by status as (status, count, width in percent of the largest)."""
+        top = max(self.runs.values(), default=0) or 1
+        return [(k, v, round(v / top * 100, 1)) for k, v in sorted(self.runs.items())]
+
+
+def operations(families: list[Any]) -> list[AgentOps]:
+    """The operations page's numbers per agent, from the same metric families GET /metrics serves."""
+    agents: dict[str, AgentOps] = {}
+
+    def of(labels: dict[str, str]) -> AgentOps:
+        name = labels.get("agent", "?")
+        return agents.setdefault(name, AgentOps(name))
+
+    for family in families:
+        for s in family.samples:
+            a = of(s.labels)
+            if s.name in ("countersign_runs_finished_total", "countersign_runs_in_state"):
+                a.runs[s.labels.get("outcome") or s.labels.get("state", "?")] = s.value
+            elif s.name == "countersign_approvals_pending":
+                a.pending += s.value
+            elif s.name == "countersign_approval_decisions_total":
+                tool = a.decisions.setdefault(s.labels["tool"], {})
+                tool[s.labels["decision"]] = tool.get(s.labels["decision"], 0) + s.value
+            elif s.name == "countersign_approval_time_to_decision_seconds_bucket" and s.labels.get(
+                "decision"
+            ) not in ("expire", "cancel"):
+                bound = float(s.labels["le"])
+                a.decision_buckets[bound] = a.decision_buckets.get(bound, 0) + s.value
+            elif s.name == "countersign_run_escalations_total":
+                a.escalations[s.labels["reason"]] = s.value
+            elif s.name == "countersign_run_cost_usd_sum":
+                a.cost_sum = s.value
+            elif s.name == "countersign_run_cost_usd_count":
+                a.cost_count = s.value
+    return [a for _, a in sorted(agents.items()) if a.total_runs or a.decisions]

@@ -13,6 +13,7 @@ import httpx
 import pytest
 from sqlalchemy import select, update
 
+from api.ui.views import quantile
 from approvals.audit import AuditEvent
 from approvals.models import ApprovalRequest
 from countersign.db import utcnow
@@ -106,6 +107,7 @@ async def test_console_pages_for_every_role(make_stack: Any, db_url: str) -> Non
             f"/ui/approvals/{request_id}": {"approver": 200, "auditor": 200},
             "/ui/runs": {"approver": 200, "auditor": 200},
             f"/ui/runs/{run_id}": {"approver": 200, "auditor": 200},
+            "/ui/operations": {"approver": 200, "auditor": 200},
             "/ui/audit": {"approver": 403, "auditor": 200},
             "/ui/audit/verify": {"approver": 403, "auditor": 200},
             "/ui/audit/export": {"approver": 403, "auditor": 200},
@@ -264,5 +266,16 @@ async def test_a_console_edit_runs_through_the_workflow(stack: Stack) -> None:
     run_page = (await auditor.get(f"/ui/runs/{run['id']}")).text
     assert "completed" in run_page and "tool.executed" in run_page and "issue_refund" in run_page
     assert "invoke_agent" in run_page and "<svg" in run_page  # the trace's waterfall
+    ops = (await auditor.get("/ui/operations")).text
+    # The one decision was an edit: issue_refund's proposals were edited every time, rejected never.
+    assert "support_drafting" in ops and "<code>issue_refund</code>" in ops
+    assert "100.0 %" in ops and "0.0 %" in ops and "p50 " in ops and "p50 -" not in ops
     await alice.aclose()
     await auditor.aclose()
+
+
+def test_quantiles_interpolate_within_buckets_as_prometheus_does() -> None:
+    inf = float("inf")
+    assert quantile(0.5, [(60.0, 0), (300.0, 10), (inf, 10)]) == 180.0
+    assert quantile(0.95, [(60.0, 5), (300.0, 5), (inf, 10)]) == 300.0  # beyond the last bound
+    assert quantile(0.5, [(60.0, 0), (inf, 0)]) is None
