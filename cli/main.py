@@ -285,6 +285,10 @@ def webhooks_add(
         typer.Option("--event", help="Event type (repeat); all event types when omitted"),
     ] = None,
     description: Annotated[str | None, typer.Option(help="What the endpoint is for")] = None,
+    format: Annotated[
+        str,
+        typer.Option(help="standard (signed event JSON) or slack (a chat message for an incoming webhook)"),
+    ] = "standard",
 ) -> None:
     """Add an endpoint. Its signing secret is printed once."""
     from approvals import webhooks
@@ -297,6 +301,8 @@ def webhooks_add(
         _fail(
             f"--event: unknown event type(s) {', '.join(unknown)}; known: {', '.join(webhooks.EVENT_TYPES)}"
         )
+    if format not in webhooks.FORMATS:
+        _fail(f"--format: one of {', '.join(webhooks.FORMATS)}")
     try:
         asyncio.run(webhooks.check_url(url, allow_private=settings.webhook_allow_private))
     except webhooks.UnsafeUrl as e:
@@ -309,7 +315,7 @@ def webhooks_add(
                 if await s.get(Tenant, tenant) is None:
                     return None
                 row = await webhooks.create_endpoint(
-                    s, tenant_id=tenant, url=url, events=event, description=description
+                    s, tenant_id=tenant, url=url, events=event, description=description, format=format
                 )
                 return row.id, row.secret, row.events
         finally:
