@@ -209,6 +209,9 @@ _METER = metrics.get_meter("countersign.agents")
 _DURATION = _METER.create_histogram(
     "gen_ai.client.operation.duration", unit="s", description="Duration of GenAI client operations."
 )
+_FALLBACKS = _METER.create_counter(
+    "countersign.model.fallbacks", unit="{call}", description="Model calls the fallback model answered for."
+)
 _TOKENS = _METER.create_histogram(
     "gen_ai.client.token.usage", unit="{token}", description="Number of input and output tokens used."
 )
@@ -269,9 +272,12 @@ async def _model_turn(
         return {"messages": [stop], "stopped": {"reason": "budget_exceeded", "limit": limit}}, []
     schemas = [t.schema() for t in spec.tools().values()] + [spec.answer_tool()]
     model: Any = services.model_for(spec).bind_tools(schemas)
-    if services.fallback_for is not None:
-        model = model.with_fallbacks([services.fallback_for(spec).bind_tools(schemas)])
     label = services.label(spec.name)
+    if services.fallback_for is not None:
+        fallback = services.fallback_for(spec).bind_tools(schemas)
+        counted = {"gen_ai.agent.name": spec.name, "gen_ai.request.model": label}
+        fallback = fallback.with_listeners(on_start=lambda _run: _FALLBACKS.add(1, counted))
+        model = model.with_fallbacks([fallback])
     provider, _, name = label.rpartition(":")
     attributes = {
         "gen_ai.operation.name": "chat",

@@ -17,6 +17,9 @@ from typing import Any
 import pytest
 from langchain_core.messages import AIMessage
 from langchain_openai.chat_models.base import _convert_dict_to_message
+from opentelemetry import metrics
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from agents.catalog import AGENTS
 from agents.spec import FINAL_ANSWER
@@ -170,9 +173,29 @@ async def test_server_errors_are_retried_as_bounded_activity_retries(
     assert failed["error"]["reason"] == "abandoned" and failed["error"]["stopped"] == "model_unavailable"
 
 
+@pytest.fixture(scope="module")
+def meter_reader() -> InMemoryMetricReader:
+    """The process's meter provider, read in memory (installed once: OpenTelemetry allows one per process)."""
+    reader = InMemoryMetricReader()
+    metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
+    return reader
+
+
+def _metric_sum(reader: InMemoryMetricReader, name: str) -> float:
+    data = reader.get_metrics_data()
+    total = 0.0
+    for rm in data.resource_metrics if data else []:
+        for sm in rm.scope_metrics:
+            for m in sm.metrics:
+                if m.name == name:
+                    for point in m.data.data_points:
+                        total += getattr(point, "value", None) or getattr(point, "count", 0)
+    return total
+
+
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 async def test_fallback_model_answers_when_the_primary_fails(
-    make_stack: Any, db_url: str, stub_server: Stub
+    make_stack: Any, db_url: str, stub_server: Stub, meter_reader: InMemoryMetricReader
 ) -> None:
     async with make_stack(
         db_url,
@@ -187,6 +210,9 @@ async def test_fallback_model_answers_when_the_primary_fails(
         done = await stack.result(run["id"])
     assert done["status"] == "completed"
     assert [r["model"] for r in stub_server.requests[:2]] == ["broken", "stub-model"]
+    # The worker counts the call the fallback answered (once: later calls went to the primary first).
+    assert _metric_sum(meter_reader, "countersign.model.fallbacks") == 1
+    assert _metric_sum(meter_reader, "gen_ai.client.operation.duration") >= 2
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
