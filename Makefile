@@ -21,6 +21,7 @@ test: install
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	$(BIN)/pytest
+	$(BIN)/countersign eval --all --check --no-progress
 
 # Countersign's default stack against a bare Temporal workflow on the same server (ratios; see README).
 bench: install

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from cli import approvals as approvals_cli
+from cli.evaluate import eval_command
 from countersign.settings import Settings
 
 app = typer.Typer(help="Countersign: durable AI agents that ask before they act.", no_args_is_help=True)
@@ -26,6 +27,7 @@ app.add_typer(webhooks_app, name="webhooks")
 app.add_typer(policy_app, name="policy")
 app.add_typer(audit_app, name="audit")
 app.add_typer(approvals_cli.app, name="approvals")
+app.command("eval")(eval_command)
 
 
 def _fail(message: str, code: int = 2) -> None:
