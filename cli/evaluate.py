@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 import httpx
 import typer
+from typer.core import TyperGroup
 
 from countersign.settings import Settings
 
@@ -159,3 +160,135 @@ def eval_command(
             raise typer.Exit(1)
     else:
         typer.echo("release gate: pass")
+
+
+class EvalGroup(TyperGroup):
+    """``countersign eval [AGENT ...] [options]`` runs the evals; ``countersign eval export-decisions``
+    is its one subcommand (anything else is the run's arguments)."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        if not args or (args[0] not in self.commands and args[0] not in ("--help", "-h")):
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
+
+
+app = typer.Typer(
+    cls=EvalGroup,
+    help="Golden cases through the real system, scored and gated: `countersign eval [AGENT ...] [--all] "
+    "[--check] [--report DIR]` is `countersign eval run ...` (see its --help).",
+)
+app.command("run")(eval_command)
+
+
+@app.command("export-decisions")
+def export_decisions(
+    out: Annotated[Path, typer.Option(help="YAML file to write the cases to (a pydantic-evals dataset)")],
+    agent: Annotated[str | None, typer.Option(help="Only this agent's decisions")] = None,
+    since: Annotated[str | None, typer.Option(help="Only decisions from this date (YYYY-MM-DD) on")] = None,
+) -> None:
+    """Turn decided approval requests into golden cases: an edit is the expected arguments, a rejection means
+    the call must not run, an approval confirms it; with provenance, and personal data redacted."""
+    import datetime as dt
+
+    import yaml
+
+    from countersign.db import make_engine, session_factory
+    from evals.evaluators import EVALUATORS
+    from evals.export import decided_cases
+
+    start = None
+    if since:
+        try:
+            start = dt.datetime.combine(dt.date.fromisoformat(since), dt.time(), dt.UTC)
+        except ValueError as e:
+            typer.echo(f"error: --since: a date as YYYY-MM-DD, not {since!r}", err=True)
+            raise typer.Exit(2) from e
+    settings = Settings()
+
+    async def go() -> list[dict[str, Any]]:
+        engine = make_engine(settings.resolved_database_url())
+        try:
+            async with session_factory(engine)() as s:
+                return await decided_cases(s, agent=agent, since=start)
+        finally:
+            await engine.dispose()
+
+    cases = asyncio.run(go())
+    document = {"evaluators": [e.__name__ for e in EVALUATORS], "cases": cases}
+    header = (
+        "# Golden cases exported from people's decisions (countersign eval export-decisions), personal\n"
+        "# data redacted by the rule in evals/export.py. Review them, then add them to a dataset.\n"
+    )
+    out.write_text(header + yaml.safe_dump(document, sort_keys=False, allow_unicode=True, width=110))
+    kinds: dict[str, int] = {}
+    for c in cases:
+        action = next(iter(c["inputs"]["decisions"].values()))["action"]
+        kinds[action] = kinds.get(action, 0) + 1
+    summary = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())) or "none"
+    typer.echo(f"wrote {len(cases)} cases to {out} ({summary})")
+
+
+report_app = typer.Typer(help="Reports for an agent's owner.", no_args_is_help=True)
+
+
+@report_app.command("roi")
+def roi(
+    agent: Annotated[str | None, typer.Option(help="Only this agent")] = None,
+    period: Annotated[str, typer.Option(help="How far back to read runs, e.g. 30d")] = "30d",
+    volume: Annotated[
+        float | None, typer.Option(help="Tasks per month (default: the recorded runs, scaled to 30 days)")
+    ] = None,
+    minutes_saved: Annotated[float, typer.Option(help="People's minutes an automated task saves")] = 4.0,
+    hourly_cost: Annotated[float, typer.Option(help="Loaded cost of a person's hour")] = 45.0,
+    html: Annotated[Path | None, typer.Option(help="Also write a page with a chart here")] = None,
+) -> None:
+    """Automation share, review time, model cost and the net monthly saving, from recorded runs."""
+    import datetime as dt
+
+    from approvals.policy import parse_duration
+    from countersign.db import make_engine, session_factory
+    from evals.roi import measure, roi_page
+
+    try:
+        seconds = parse_duration(period)
+    except (ValueError, TypeError) as e:
+        typer.echo(f"error: --period: {e}", err=True)
+        raise typer.Exit(2) from e
+    settings = Settings()
+
+    async def go() -> list[Any]:
+        engine = make_engine(settings.resolved_database_url())
+        try:
+            async with session_factory(engine)() as s:
+                return await measure(
+                    s,
+                    since=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=seconds),
+                    agent=agent,
+                    volume=volume,
+                    minutes_saved=minutes_saved,
+                    hourly_cost=hourly_cost,
+                    period_days=seconds / 86400,
+                )
+        finally:
+            await engine.dispose()
+
+    rows = asyncio.run(go())
+    if not rows:
+        typer.echo(f"no finished runs in the last {period}")
+        return
+    typer.echo(
+        f"{'agent':22} {'runs':>5} {'automated':>9} {'volume/mo':>9} {'gross':>10} {'model':>8} "
+        f"{'review*':>9} {'net/mo':>10}"
+    )
+    for r in rows:
+        typer.echo(
+            f"{r.agent:22} {r.runs:>5} {r.automation_share:>8.0%} {r.volume:>9.0f} {r.gross:>10,.2f} "
+            f"{r.model_cost:>8,.2f} {r.review_cost:>9,.2f} {r.net:>10,.2f}"
+        )
+    typer.echo(
+        f"gross = volume × automated × {minutes_saved:g} min / 60 × ${hourly_cost:g}/h; *review time runs "
+        "from a request's opening to its decision: an upper bound of people's time."
+    )
+    if html is not None:
+        html.write_text(roi_page(rows))
+        typer.echo(f"page: {html}")

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from cli import approvals as approvals_cli
-from cli.evaluate import eval_command
+from cli import evaluate
 from countersign.settings import Settings
 
 app = typer.Typer(help="Countersign: durable AI agents that ask before they act.", no_args_is_help=True)
@@ -27,7 +27,8 @@ app.add_typer(webhooks_app, name="webhooks")
 app.add_typer(policy_app, name="policy")
 app.add_typer(audit_app, name="audit")
 app.add_typer(approvals_cli.app, name="approvals")
-app.command("eval")(eval_command)
+app.add_typer(evaluate.app, name="eval")
+app.add_typer(evaluate.report_app, name="report")
 
 
 def _fail(message: str, code: int = 2) -> None:

@@ -56,6 +56,8 @@ class Expect(BaseModel):
     # Output fields that must equal these values.
     output: dict[str, Any] = Field(default_factory=dict)
     citations: bool = False
+    # Where a case exported from decisions came from (approval id, deciders, ledger event hash).
+    provenance: dict[str, Any] | None = None
 
 
 def agent_of(path: Path) -> str:
