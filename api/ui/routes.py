@@ -16,7 +16,7 @@ import zipfile
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Form, Query, Request
@@ -192,15 +192,7 @@ def _sign_in_form(request: Request, next: str | None, error: str = "", status: i
         {"csrf": token, "next": _safe_next(next) or "", "error": error, "sso": sso.enabled(settings)},
         status,
     )
-    response.set_cookie(
-        sessions.SIGN_IN_COOKIE,
-        token,
-        max_age=3600,
-        path="/ui",
-        httponly=True,
-        samesite="strict",
-        secure=request.url.scheme == "https",
-    )
+    _cookie(request, response, sessions.SIGN_IN_COOKIE, token, 3600, path="/ui", samesite="strict")
     return response
 
 
@@ -267,15 +259,7 @@ async def sso_begin(request: Request, next: Annotated[str, Query(max_length=2000
         return _sign_in_form(request, next, str(e), 503)
     response = RedirectResponse(url, status_code=303)
     # Lax, not Strict: the provider sends the browser back with a top-level GET from its own site.
-    response.set_cookie(
-        sso.FLOW_COOKIE,
-        flow.cookie(),
-        max_age=sso.FLOW_SECONDS,
-        path="/ui/sso",
-        httponly=True,
-        samesite="lax",
-        secure=request.url.scheme == "https",
-    )
+    _cookie(request, response, sso.FLOW_COOKIE, flow.cookie(), sso.FLOW_SECONDS, path="/ui/sso")
     return response
 
 
@@ -316,13 +300,27 @@ async def sso_callback(
 
 
 def _session_cookie(request: Request, response: Response, token: str, settings: Settings) -> None:
+    _cookie(request, response, sessions.COOKIE, token, int(settings.ui_session_hours * 3600))
+
+
+def _cookie(
+    request: Request,
+    response: Response,
+    name: str,
+    value: str,
+    max_age: int,
+    *,
+    path: str = "/ui",
+    samesite: Literal["lax", "strict"] = "lax",
+) -> None:
+    """A cookie scripts cannot read, sent back only over HTTPS when the console is served over it."""
     response.set_cookie(
-        sessions.COOKIE,
-        token,
-        max_age=int(settings.ui_session_hours * 3600),
-        path="/ui",
+        name,
+        value,
+        max_age=max_age,
+        path=path,
         httponly=True,
-        samesite="lax",
+        samesite=samesite,
         secure=request.url.scheme == "https",
     )
 
