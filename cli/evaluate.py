@@ -29,26 +29,43 @@ class ApiDriver:
     def _auth(self, key: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {key}"}
 
+    async def _call(self, method: str, url: str, **kw: Any) -> httpx.Response:
+        # A busy database (503) or a rate limit (429) says when to retry: a well-behaved client waits.
+        for attempt in range(20):
+            r = await self.http.request(method, url, **kw)
+            if r.status_code not in (429, 503):
+                return r
+            after = r.headers.get("retry-after", "")
+            await asyncio.sleep(float(after) if after.isdigit() else min(0.1 * (attempt + 1), 1.0))
+        return r
+
     async def start(self, agent: str, payload: dict[str, Any], budget: dict[str, Any] | None) -> str:
         """Start a run; its id."""
         body: dict[str, Any] = {"agent": agent, "input": payload, **({"budget": budget} if budget else {})}
         headers = self._auth(self.trigger) | {"Idempotency-Key": str(uuid.uuid4())}
-        r = await self.http.post("/v1/runs", json=body, headers=headers)
+        r = await self._call("POST", "/v1/runs", json=body, headers=headers)
         if r.status_code != 201:
             raise RuntimeError(f"POST /v1/runs answered {r.status_code}: {r.text[:300]}")
         return str(r.json()["id"])
 
     async def run(self, run_id: str) -> dict[str, Any]:
         """The run as the API shows it."""
-        r = await self.http.get(f"/v1/runs/{run_id}", headers=self._auth(self.reader))
+        r = await self._call("GET", f"/v1/runs/{run_id}", headers=self._auth(self.reader))
+        if r.status_code != 200:
+            raise RuntimeError(f"GET /v1/runs/{run_id} answered {r.status_code}: {r.text[:300]}")
         value: dict[str, Any] = r.json()
         return value
 
     async def pending(self, run_id: str) -> list[dict[str, Any]]:
         """The run's pending requests."""
-        r = await self.http.get(
-            "/v1/approvals", params={"run_id": run_id, "status": "pending"}, headers=self._auth(self.reader)
+        r = await self._call(
+            "GET",
+            "/v1/approvals",
+            params={"run_id": run_id, "status": "pending"},
+            headers=self._auth(self.reader),
         )
+        if r.status_code != 200:
+            raise RuntimeError(f"GET /v1/approvals answered {r.status_code}: {r.text[:300]}")
         items: list[dict[str, Any]] = r.json()["items"]
         for item in items:
             item["decisions"] = [d["action"] for d in item["decisions"]]
@@ -57,7 +74,9 @@ class ApiDriver:
     async def decide(self, request_id: str, body: dict[str, Any], approver: int) -> None:
         """Decide as the ``approver``-th demo approver."""
         key = self.approvers[approver % len(self.approvers)]
-        r = await self.http.post(f"/v1/approvals/{request_id}/decisions", json=body, headers=self._auth(key))
+        r = await self._call(
+            "POST", f"/v1/approvals/{request_id}/decisions", json=body, headers=self._auth(key)
+        )
         if r.status_code not in (200, 201, 409):
             raise RuntimeError(f"deciding {request_id} answered {r.status_code}: {r.text[:300]}")
 

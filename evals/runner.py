@@ -43,6 +43,8 @@ TENANT = "evals"
 TERMINAL = ("completed", "failed", "cancelled")
 # Time skipped for requests left to expire: past every TTL, reminder and escalation of the demo policy.
 EXPIRY_SKIP = timedelta(days=4)
+# How often a case looks at its run: every case of a dataset runs at once, and each look is two API reads.
+POLL_SECONDS = 0.2
 
 
 class Driver(Protocol):
@@ -97,6 +99,9 @@ async def eval_stack(
             "task_queue": f"evals-{uuid.uuid4().hex[:8]}",
             "demo_sandbox": True,  # every case sees the demo records as seeded, plus its own changes
             "audit_checkpoint_seconds": 0,
+            # One trigger key starts every case at once: the per-key and per-tenant limits are not under test.
+            "runs_per_minute": 0,
+            "max_active_runs_per_tenant": 0,
         }
     )
     await upgrade_async(db_url)
@@ -191,8 +196,8 @@ async def run_case(
                 await expiries.park()
                 waited += time.monotonic() - parked
                 continue
-            # Waiting on the run's next state: a short poll, as a client of the API would.
-            await asyncio.sleep(0.02)
+            # Waiting on the run's next state: a poll, as a client of the API would.
+            await asyncio.sleep(POLL_SECONDS)
     finally:
         expiries.done()
     latency = time.monotonic() - started - waited
