@@ -178,7 +178,8 @@ def _action(r: _Read, cause: str) -> str | None:
         and (content.get("posted") or content.get("flagged"))
     ):
         return "reclassification posted" if name == "propose_reclassification" else "flagged to a controller"
-    why = content.get("error") if isinstance(content, dict) else str(content)
+    # A tool's refusal carries "error"; a call people did not let run carries "message" (and "not_run").
+    why = (content.get("error") or content.get("message")) if isinstance(content, dict) else str(content)
     return f"not done: {why}"
 
 

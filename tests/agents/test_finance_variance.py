@@ -127,3 +127,18 @@ async def test_the_example_pauses_for_two_finance_approvers_then_completes(stack
     assert done["status"] == "completed"
     causes = [v["cause"] for v in done["output"]["variances"]]
     assert causes == ["misposting", "timing", "unexplained"]
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_a_rejected_reclassification_says_why_it_was_not_done(stack: Stack, db_url: str) -> None:
+    run = await stack.start("finance_variance", EXAMPLE)
+    [item] = await stack.pending(run["id"])
+    r = await stack.http.post(
+        f"/v1/approvals/{item['id']}/decisions",
+        json={"action": "reject", "arguments_hash": item["arguments_hash"], "reason": "wait for the audit"},
+        headers=stack.auth("alice"),
+    )
+    assert r.status_code == 201
+    done = await stack.result(run["id"])
+    [misposting] = [v for v in done["output"]["variances"] if v["cause"] == "misposting"]
+    assert misposting["action"].startswith("not done: Rejected by a person: wait for the audit")
