@@ -50,3 +50,11 @@ def fallback_factory(settings: Settings) -> ModelFor | None:
     if not settings.model_fallback:
         return None
     return lambda spec: build_model(settings.model_fallback, settings, spec)
+
+
+def warm(settings: Settings, specs: list[AgentSpec]) -> None:
+    """Build every configured model once, so the provider's SDK is imported at start-up (on a thread the
+    caller chooses) rather than in the first model step, where its import would hold the worker's loop."""
+    for spec in specs:
+        for label in {model_string(settings, spec.name), settings.model_fallback} - {"", "scripted"}:
+            build_model(label, settings, spec)

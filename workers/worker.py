@@ -18,7 +18,7 @@ from temporalio.worker import Worker
 
 from agents.catalog import AGENTS
 from agents.graph import GRAPH_VERSIONS, AgentServices, build_graph, graph_name
-from agents.models import fallback_factory, model_factory
+from agents.models import fallback_factory, model_factory, warm
 from agents.spec import AgentSpec
 from approvals import audit
 from approvals.checkpoints import BadKey, load_private_key
@@ -132,6 +132,8 @@ async def serve(settings: Settings, *, webhooks: bool = True) -> None:
             runtime = metrics_runtime(settings.api_host, port + 1)
         except (OSError, RuntimeError) as e:
             log.warning("worker metrics not served on ports %d/%d: %s", port, port + 1, e)
+    # Provider SDKs are heavy to import: on a thread at start, not on the loop at the first model call.
+    await asyncio.to_thread(warm, settings, list(AGENTS.values()))
     client = await connect(settings, runtime=runtime)
     sessions = session_factory(engine)
     policy = PolicyStore(settings.policy_path, settings.known_roles(), signatures())
