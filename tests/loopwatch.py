@@ -12,6 +12,7 @@ busy with many short callbacks is not a block.
 from __future__ import annotations
 
 import asyncio
+import gc
 import sys
 import threading
 import time
@@ -22,14 +23,31 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("api", "workers", "agents", "tools", "approvals", "countersign")
 
-# Thread id → when the callback that thread's loop is running started.
-_running: dict[int, float] = {}
+# Thread id → when the callback that thread's loop is running started, and the garbage collector's total
+# pause time then.
+_running: dict[int, tuple[float, float]] = {}
 _original_run = asyncio.Handle._run
+# Seconds the cyclic garbage collector has held the interpreter, in all; and when the current pass began.
+_gc = {"total": 0.0, "began": 0.0, "running": 0.0}
+
+
+def _gc_timer(phase: str, info: dict[str, int]) -> None:
+    if phase == "start":
+        _gc["began"], _gc["running"] = time.monotonic(), 1.0
+    else:
+        _gc["total"] += time.monotonic() - _gc["began"]
+        _gc["running"] = 0.0
+
+
+def _gc_seconds_since(started: float, total_then: float) -> float:
+    """How long collection passes have held the interpreter since ``started`` (the current one included)."""
+    current = time.monotonic() - max(_gc["began"], started) if _gc["running"] else 0.0
+    return _gc["total"] - total_then + current
 
 
 def _timed_run(self: asyncio.Handle) -> None:
     ident = threading.get_ident()
-    _running[ident] = time.monotonic()
+    _running[ident] = (time.monotonic(), _gc["total"])
     try:
         _original_run(self)
     finally:
@@ -37,6 +55,9 @@ def _timed_run(self: asyncio.Handle) -> None:
 
 
 asyncio.Handle._run = _timed_run  # type: ignore[method-assign]
+# A collection pass is the interpreter's pause, not a blocking call of ours: it is not counted against the
+# callback it interrupted (with a large heap a full pass takes seconds, whichever callback allocates).
+gc.callbacks.append(_gc_timer)
 
 
 @dataclass
@@ -74,10 +95,11 @@ class LoopWatch:
     def _watch(self) -> None:
         reported_for = -1.0
         while not self._stop.wait(0.02):
-            started = _running.get(self._loop_thread)
-            if started is None or started == reported_for:
+            running = _running.get(self._loop_thread)
+            if running is None or running[0] == reported_for:
                 continue
-            took = time.monotonic() - started
+            started, gc_then = running
+            took = time.monotonic() - started - _gc_seconds_since(started, gc_then)
             if took < self.threshold:
                 continue
             frame = sys._current_frames().get(self._loop_thread)

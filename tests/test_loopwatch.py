@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 
 from tests.loopwatch import LoopWatch
@@ -22,3 +23,25 @@ async def test_a_blocking_call_is_caught_with_its_stack() -> None:
         assert watch.take() == []
     finally:
         watch.stop()
+
+
+async def test_a_garbage_collection_pause_is_not_a_blocking_call() -> None:
+    watch = LoopWatch(asyncio.get_running_loop(), threshold=0.2, packages=("tests",))
+    watch.start()
+    try:
+        await asyncio.sleep(0.1)
+        # A collection pass that takes longer than the threshold (its callback stands in for a large heap).
+        gc.callbacks.append(_slow_gc)
+        try:
+            gc.collect()
+        finally:
+            gc.callbacks.remove(_slow_gc)
+        await asyncio.sleep(0.1)
+        assert watch.take() == []
+    finally:
+        watch.stop()
+
+
+def _slow_gc(phase: str, info: dict[str, int]) -> None:
+    if phase == "start":
+        time.sleep(0.5)
