@@ -298,8 +298,6 @@ async def _model_turn(
                 raise
             if e.type != "ModelUnavailable" or spec.on_model_failure != "person":
                 raise
-            if e.type != "ModelUnavailable" or spec.on_model_failure != "person":
-                raise
             span.set_status(StatusCode.ERROR, "model unavailable: handed to a person")
             turn = sum(1 for m in messages if isinstance(m, AIMessage))
             handover = escalate(services, spec, ctx, "model_unavailable", str(e))
@@ -581,9 +579,10 @@ def evidence(messages: Sequence[BaseMessage]) -> list[dict[str, Any]]:
 
 async def gate(state: AgentState) -> dict[str, Any]:
     """Runs in the workflow: interrupt once for every call of this turn that needs a person's decision."""
-    ai = _last_ai(convert_to_messages(state.get("messages", [])))
-    verdicts = state.get("verdicts", {})
     messages = convert_to_messages(state.get("messages", []))
+    ai = _last_ai(messages)
+    verdicts = state.get("verdicts", {})
+    seen = evidence(messages)
     pending = [
         {
             "tool_call_id": str(c["id"]),
@@ -591,7 +590,7 @@ async def gate(state: AgentState) -> dict[str, Any]:
             "arguments": c["args"],
             "verdict": verdicts[str(c["id"])],
             "reason": str(ai.content) if ai else "",
-            "evidence": evidence(messages),
+            "evidence": seen,
         }
         for c in (ai.tool_calls if ai else [])
         if verdicts.get(str(c["id"]), {}).get("outcome") == "require_approval"

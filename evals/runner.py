@@ -249,6 +249,7 @@ async def record(
             decided_seq[str(e.data.get("request_id"))] = e.seq
     requests = []
     for r in rows:
+        # Counted from the decision rows, not taken from the workflow's own tally: the evaluator checks it.
         approvers: list[str] = []
         for d in decisions:
             if d.request_id != r.id:

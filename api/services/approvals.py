@@ -115,7 +115,11 @@ async def get_row(s: AsyncSession, who: Principal, request_id: str) -> ApprovalR
 
 async def get_request(s: AsyncSession, who: Principal, request_id: str) -> ApprovalRead:
     """One request with its decisions."""
-    row = await get_row(s, who, request_id)
+    return await describe(s, await get_row(s, who, request_id))
+
+
+async def describe(s: AsyncSession, row: ApprovalRequest) -> ApprovalRead:
+    """A request row as the API shows it, with its decisions."""
     return _read(row, (await _decisions(s, [row.id]))[row.id])
 
 

@@ -353,13 +353,13 @@ async def _inbox_context(
     rows = [
         {
             "a": a,
-            "status": views.status_line(a),
+            "status": views.status_line(a, views.approvers(row)),
             "age": views.span((utcnow() - a.created_at).total_seconds()),
             "left": views.time_left(a.expires_at) if a.status == "pending" else "-",
-            "approvals": len(views.approvals_so_far(a)),
+            "approvals": len(views.approvers(row)),
             "new": seen is not None and a.created_at > seen,
         }
-        for a, _ in items
+        for a, row in items
     ]
     query = {"status": status, "agent": agent, "tool": tool, "mine": "1" if mine else ""}
     return {
@@ -415,28 +415,28 @@ async def inbox_rows(
 # ------------------------------------------------------------------------------------- approval request
 
 
-async def _request_context(
-    s: AsyncSession, v: Viewer, request_id: str, policy: PolicyDep | None = None
-) -> dict[str, Any]:
+async def _request_context(s: AsyncSession, v: Viewer, request_id: str) -> dict[str, Any]:
     row = await approval_service.get_row(s, v.who, request_id)
-    a = await approval_service.get_request(s, v.who, request_id)
+    a = await approval_service.describe(s, row)
+    approved_by = views.approvers(row)
     run = await run_service.get_run(s, v.who, a.run_id)
     tool = get_tool(a.tool)
     evidence = row.evidence or {}
     return {
         "v": v,
         "a": a,
+        "row": row,
         "run": run,
-        "status": views.status_line(a),
+        "status": views.status_line(a, approved_by),
         "tool_description": tool.description if tool else "(this tool is no longer registered)",
         "arguments": [
             (k, views.pretty(val) if not isinstance(val, str) else val) for k, val in a.arguments.items()
         ],
         "gate_reason": evidence.get("gate_reason"),
         "steps": evidence.get("steps") or [],
-        "approved_by": views.approvals_so_far(a),
+        "approved_by": approved_by,
         "left": views.time_left(a.expires_at) if a.status == "pending" else "-",
-        "may_decide": v.approver and views.may_decide(v.who, a, row.requested_by),
+        "may_decide": v.approver and views.may_decide(v.who, a, row.requested_by, approved_by),
         "own_run": v.who.id == row.requested_by,
         "editable": tool is not None,
     }
@@ -544,9 +544,8 @@ async def edit_preview(
     edited, fields = views.parse_form(tool.args_model, views.form_fields(tool.args_model, a.arguments), form)
     problem = ""
     if edited is not None:
-        row = await approval_service.get_row(s, v.who, request_id)
         try:
-            approval_service.check_edit(policy, row, edited)
+            approval_service.check_edit(policy, context["row"], edited)
         except Invalid as e:
             problem, edited = e.detail, None
     if edited is None:

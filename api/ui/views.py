@@ -13,6 +13,7 @@ from pydantic import BaseModel, ValidationError
 from api.auth import Principal
 from api.schemas import ApprovalRead
 from approvals.audit import AuditEvent
+from approvals.models import ApprovalRequest
 from countersign.db import utcnow
 from countersign.telemetry import SpanRecord
 
@@ -59,37 +60,27 @@ def pretty(value: Any) -> str:
     return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False, default=str)
 
 
-def status_line(a: ApprovalRead) -> str:
+def approvers(row: ApprovalRequest) -> list[str]:
+    """Who has approved the request's current arguments, as the workflow recorded it (an edit approves new
+    arguments, so approvals of the earlier ones no longer count)."""
+    return list((row.outcome or {}).get("approvals") or [])
+
+
+def status_line(a: ApprovalRead, approved_by: list[str]) -> str:
     """The request's state in words, quorum included: ``approved``, ``pending: 1 of 2 approvals``."""
     if a.status == "pending" and a.quorum > 1:
-        return f"pending: {len(_approvals(a))} of {a.quorum} approvals"
+        return f"pending: {len(approved_by)} of {a.quorum} approvals"
     return a.status
 
 
-def _approvals(a: ApprovalRead) -> list[str]:
-    # Approvals count since the last edit (an edit approves new arguments; earlier approvals were of others).
-    out: list[str] = []
-    for d in a.decisions:
-        if d.action == "edit":
-            out = [d.principal_id]
-        elif d.action == "approve":
-            out.append(d.principal_id)
-    return out
-
-
-def approvals_so_far(a: ApprovalRead) -> list[str]:
-    """Who has approved the request's current arguments."""
-    return _approvals(a)
-
-
-def may_decide(who: Principal, a: ApprovalRead, requested_by: str) -> bool:
+def may_decide(who: Principal, a: ApprovalRead, requested_by: str, approved_by: list[str]) -> bool:
     """Whether ``who`` may decide ``a`` now: pending, one of its roles, not the run's own starter, and not
     someone who already approved these arguments (quorum needs different people)."""
     return (
         a.status == "pending"
         and bool(set(a.required_roles) & who.roles)
         and who.id != requested_by
-        and who.id not in _approvals(a)
+        and who.id not in approved_by
     )
 
 

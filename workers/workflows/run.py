@@ -173,7 +173,9 @@ class AgentRunWorkflow:
             "reason": why.get(reason, f"The run stopped ({reason}); a person must finish it."),
             "evidence": seen,
         }
-        decided = (await self._hold(inp, [proposal], usage))["escalation"]
+        # The owner hears of a run that stopped for want of a model or of budget (not of a bad answer).
+        alert = {"model_unavailable": "model_unavailable", "budget_exceeded": "budget_exhausted"}.get(reason)
+        decided = (await self._hold(inp, [proposal], usage, alert=alert))["escalation"]
         outcome = {
             "escalated": True,
             "reason": reason,
@@ -250,12 +252,16 @@ class AgentRunWorkflow:
             await self._emit(hook, tenant_id=req.tenant_id, run_id=req.run_id, data=data)
 
     async def _hold(
-        self, inp: RunInput, proposals: list[dict[str, Any]], usage: Usage | None = None
+        self,
+        inp: RunInput,
+        proposals: list[dict[str, Any]],
+        usage: Usage | None = None,
+        alert: str | None = None,
     ) -> dict[str, dict[str, Any]]:
         """Open a request per gated call, wait until each is decided or expired, return the outcomes."""
         now = workflow.now()
         opened: list[GatedRequest] = []
-        evidence: dict[str, dict[str, Any]] = {}
+        shown: dict[str, dict[str, Any]] = {}
         for p in proposals:
             v = p["verdict"]
             ttl, remind, escalate = (
@@ -285,17 +291,15 @@ class AgentRunWorkflow:
             self._requests[req.id] = req
             opened.append(req)
             # Shown to the deciders; kept out of the request the workflow holds (and sends with every change).
-            evidence[req.id] = {"gate_reason": v.get("reason"), "steps": p.get("evidence") or []}
+            shown[req.id] = {"gate_reason": v.get("reason"), "steps": p.get("evidence") or []}
         opening = OpenRequests(
-            run=inp, requests=[r.model_copy(deep=True) for r in opened], usage=usage, evidence=evidence
+            run=inp, requests=[r.model_copy(deep=True) for r in opened], usage=usage, evidence=shown
         )
         if self._fast:
             for r in opening.requests:
                 opening.webhooks += self._events("approval.requested", r.tenant_id, r.run_id, request_data(r))
-                stopped = r.arguments.get("reason") if r.tool == "escalate_to_person" else None
-                if stopped in ("budget_exceeded", "model_unavailable"):
-                    alert = "budget_exhausted" if stopped == "budget_exceeded" else "model_unavailable"
-                    opening.webhooks += self._alert(inp, alert, request_id=r.id, reason=stopped)
+                if alert is not None:
+                    opening.webhooks += self._alert(inp, alert, request_id=r.id, reason=r.arguments["reason"])
         await self._db("approvals.open", opening)
         if not self._fast:
             for r in opening.requests:
