@@ -135,18 +135,3 @@ class AgentSpec:
     def tools(self) -> dict[str, BusinessTool]:
         """The registered tools whose scope this agent was granted."""
         return {name: t for name, t in load_all().items() if t.scope in self.scopes}
-
-    def describe(self) -> dict[str, Any]:
-        """The public description served by ``GET /v1/agents``."""
-        return {
-            "name": self.name,
-            "description": self.description,
-            "owner": dict(self.owner),
-            "input_schema": self.input_model.model_json_schema(),
-            "example_input": self.example_input,
-            "scopes": sorted(self.scopes),
-            "tools": [
-                {"name": t.name, "scope": t.scope, "kind": t.kind, "description": t.description}
-                for t in sorted(self.tools().values(), key=lambda t: t.name)
-            ],
-        }

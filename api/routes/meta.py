@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
-from agents.catalog import AGENTS
+from agents import manifest
 from api.deps import AnyRoleDep
 from api.errors import problems
 from api.schemas import AgentRead, Health, Readiness
@@ -18,9 +18,9 @@ router = APIRouter(prefix="/v1", tags=["meta"])
 async def list_agents(who: AnyRoleDep) -> list[AgentRead]:
     """Every agent: name, description, input schema, an example input, its tools and scopes."""
     return [
-        AgentRead.model_validate(spec.describe())
-        for spec in AGENTS.values()
-        if who.agents is None or spec.name in who.agents
+        AgentRead.model_validate(agent.describe())
+        for agent in manifest.manifests()
+        if who.agents is None or agent.name in who.agents
     ]
 
 

@@ -16,7 +16,7 @@ from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from agents.catalog import get_agent
+from agents import manifest
 from api.auth import Principal
 from api.errors import (
     ActiveRunsLimit,
@@ -71,13 +71,13 @@ async def start_run(
     idem_key: str | None,
 ) -> tuple[RunRead, bool]:
     """Record the run and start its workflow; the same Idempotency-Key and body return the same run."""
-    spec = get_agent(body.agent)
-    if spec is None:
+    agent = manifest.manifest(body.agent)
+    if agent is None:
         raise NotFound(f"agent: no agent named {body.agent!r}")
     if who.agents is not None and body.agent not in who.agents:
         raise Forbidden(f"agent: this key may not trigger {body.agent!r}")
     try:
-        spec.input_model.model_validate(body.input)
+        agent.validate_input(body.input)
     except ValidationError as e:
         errors = [
             {"field": ".".join(["input", *(str(p) for p in err["loc"])]), "message": err["msg"]}

@@ -9,6 +9,7 @@ from sqlalchemy import select
 
 from agents.catalog import get_agent
 from agents.finance_variance.agent import SPEC
+from agents.manifest import manifest
 from tests.agents.offline import calls, play
 from tests.conftest import Stack
 from tools.business import BusinessStore
@@ -90,7 +91,9 @@ async def test_an_unknown_cost_center_is_reported_not_guessed(store: BusinessSto
 def test_the_agent_is_discovered_with_an_owner() -> None:
     spec = get_agent("finance_variance")
     assert spec is SPEC
-    described = spec.describe()
+    agent = manifest("finance_variance")
+    assert agent is not None
+    described = agent.describe()
     assert described["owner"]["role"] == "approver:finance"
     assert {t["name"] for t in described["tools"]} == {
         "get_variance_report",
