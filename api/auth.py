@@ -21,7 +21,6 @@ from typing import Any, Literal
 
 import httpx
 import jwt
-from sqlalchemy import select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -29,6 +28,7 @@ from approvals import audit
 from approvals.policy import declared_roles
 from countersign.db import utcnow
 from countersign.models import ApiKey, Tenant
+from countersign.repositories import keys as key_repository
 from countersign.settings import Settings
 
 KEY_PREFIX = "cs_"
@@ -66,11 +66,10 @@ def new_key() -> tuple[str, str]:
 
 async def ensure_tenant(session: AsyncSession, tenant_id: str, name: str | None = None) -> Tenant:
     """The tenant, created when missing."""
-    tenant = await session.get(Tenant, tenant_id)
+    tenant = await key_repository.get_tenant(session, tenant_id)
     if tenant is None:
         tenant = Tenant(id=tenant_id, name=name or tenant_id)
-        session.add(tenant)
-        await session.flush()
+        await key_repository.add(session, tenant)
     return tenant
 
 
@@ -96,8 +95,7 @@ async def create_key(
         agents=agents,
         expires_at=expires_at,
     )
-    session.add(row)
-    await session.flush()
+    await key_repository.add(session, row)
     await audit.append(
         session,
         audit.NewEvent(
@@ -120,7 +118,7 @@ async def create_key(
 
 async def authenticate(session: AsyncSession, secret: str) -> Principal | None:
     """The principal of a valid key (not revoked, not expired); records its last use."""
-    row = await session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_key(secret)))
+    row = await key_repository.by_hash(session, hash_key(secret))
     now = utcnow()
     if row is None or row.revoked_at is not None or (row.expires_at is not None and row.expires_at <= now):
         return None
@@ -128,7 +126,7 @@ async def authenticate(session: AsyncSession, secret: str) -> Principal | None:
         # Best effort, in a savepoint: a busy database must not fail the request it authenticates.
         try:
             async with session.begin_nested():
-                await session.execute(update(ApiKey).where(ApiKey.id == row.id).values(last_used_at=now))
+                await key_repository.touch(session, row.id, now)
         except DBAPIError:
             log.warning("could not record the last use of key %s; the request goes on", row.prefix)
     return Principal(
@@ -277,7 +275,7 @@ class JwtVerifier:
         tenant = claims.get(self.tenant_claim)
         if not isinstance(tenant, str) or not tenant:
             raise TokenRejected(f"the token has no {self.tenant_claim!r} claim")
-        if await session.get(Tenant, tenant) is None:
+        if await key_repository.get_tenant(session, tenant) is None:
             raise TokenRejected("the token's tenant is unknown")
         subject = str(claims["sub"])
         return Principal(

@@ -9,47 +9,18 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import BigInteger, Integer, String, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from sqlalchemy.orm import Mapped, mapped_column
 
-from countersign.db import Base, insert_ignore, utcnow
+from approvals.models import AuditEvent
+from approvals.repositories import ledger
+from countersign.db import utcnow
 from countersign.hashing import canonical_hash, canonical_json
 
 GENESIS = "0" * 64
-BIGINT = BigInteger().with_variant(Integer(), "sqlite")
-
-
-class AuditEvent(Base):
-    """One ledger event. Never updated or deleted (PostgreSQL triggers refuse it)."""
-
-    __tablename__ = "audit_events"
-
-    seq: Mapped[int] = mapped_column(BIGINT, primary_key=True, autoincrement=False)
-    id: Mapped[str] = mapped_column(String(200), unique=True)
-    tenant_id: Mapped[str | None] = mapped_column(String(64), index=True)
-    run_id: Mapped[str | None] = mapped_column(String(36), index=True)
-    type: Mapped[str] = mapped_column(String(64), index=True)
-    actor: Mapped[str] = mapped_column(String(200))
-    trace_id: Mapped[str | None] = mapped_column(String(32))
-    occurred_at: Mapped[dt.datetime] = mapped_column(index=True)
-    data: Mapped[dict[str, Any]]
-    prev_hash: Mapped[str] = mapped_column(String(64))
-    hash: Mapped[str] = mapped_column(String(64))
-
-
-class AuditHead(Base):
-    """The chain's head: last sequence number and hash. Its row lock orders concurrent appends."""
-
-    __tablename__ = "audit_head"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    seq: Mapped[int] = mapped_column(BIGINT)
-    hash: Mapped[str] = mapped_column(String(64))
 
 
 def event_hash(e: AuditEvent | dict[str, Any]) -> str:
@@ -88,12 +59,8 @@ class NewEvent:
 
 async def append(session: AsyncSession, event: NewEvent) -> AuditEvent | None:
     """Append one event in the caller's transaction; returns None when an event with that id exists."""
-    dialect = session.get_bind().dialect.name
-    await session.execute(insert_ignore(dialect, AuditHead, {"id": 1, "seq": 0, "hash": GENESIS}, ["id"]))
-    # Lock the head before reading anything else, so two writers cannot both chain onto the same event.
-    await session.execute(update(AuditHead).where(AuditHead.id == 1).values(seq=AuditHead.seq))
-    head = (await session.execute(select(AuditHead).where(AuditHead.id == 1))).scalar_one()
-    if await session.scalar(select(AuditEvent.seq).where(AuditEvent.id == event.id)) is not None:
+    head = await ledger.lock_head(session, GENESIS)
+    if await ledger.has_event(session, event.id):
         return None
     row = AuditEvent(
         seq=head.seq + 1,
@@ -108,11 +75,7 @@ async def append(session: AsyncSession, event: NewEvent) -> AuditEvent | None:
         prev_hash=head.hash,
     )
     row.hash = event_hash(row)
-    session.add(row)
-    # The event first: the head may only move onto an event that exists (the database checks it).
-    await session.flush([row])
-    head.seq, head.hash = row.seq, row.hash
-    await session.flush([head])
+    await ledger.add_event(session, row, head)
     return row
 
 
@@ -137,11 +100,7 @@ async def iter_events(session: AsyncSession, batch: int = 1000, after: int = 0) 
     """Every event in chain order (after seq ``after``), in batches."""
     last = after
     while True:
-        rows: Sequence[AuditEvent] = (
-            await session.scalars(
-                select(AuditEvent).where(AuditEvent.seq > last).order_by(AuditEvent.seq).limit(batch)
-            )
-        ).all()
+        rows = await ledger.after(session, last, batch)
         if not rows:
             return
         for r in rows:
@@ -163,7 +122,7 @@ async def verify(session: AsyncSession, after: tuple[int, str] | None = None) ->
         if event_hash(e) != e.hash:
             return VerifyResult(False, n, prev, e.seq, "content does not match its hash")
         prev, expected_seq = e.hash, expected_seq + 1
-    head = await session.scalar(select(AuditHead).where(AuditHead.id == 1))
+    head = await ledger.head(session)
     if head is not None and (head.seq != n or head.hash != prev):
         return VerifyResult(
             False, n, prev, n + 1, f"chain head says {head.seq} events; found {n} (tail deleted?)"

@@ -24,28 +24,16 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from sqlalchemy import String, Text, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Mapped, mapped_column
 
-from approvals.audit import BIGINT, AuditEvent, AuditHead, VerifyResult, verify
-from countersign.db import Base, utcnow
+from approvals.audit import VerifyResult, verify
+from approvals.models import AuditCheckpoint
+from approvals.repositories import ledger
+from countersign.db import utcnow
 
 FORMAT = "countersign-audit-checkpoint/1"
 PRIVATE_PREFIX = "ed25519-private:"
 PUBLIC_PREFIX = "ed25519-public:"
-
-
-class AuditCheckpoint(Base):
-    """A signed statement that the ledger held ``seq`` events ending in ``hash``. Append-only."""
-
-    __tablename__ = "audit_checkpoints"
-
-    seq: Mapped[int] = mapped_column(BIGINT, primary_key=True, autoincrement=False)
-    hash: Mapped[str] = mapped_column(String(64))
-    signed_at: Mapped[dt.datetime]
-    key_id: Mapped[str] = mapped_column(String(16))
-    signature: Mapped[str] = mapped_column(Text)
 
 
 class BadKey(ValueError):
@@ -134,10 +122,10 @@ async def write_checkpoint(
 ) -> dict[str, Any] | None:
     """Sign the ledger's current head, store it, and append it to ``file``; None when the head is already
     checkpointed or the ledger is empty. The caller commits."""
-    head = await session.scalar(select(AuditHead).where(AuditHead.id == 1))
+    head = await ledger.head(session)
     if head is None or head.seq == 0:
         return None
-    if await session.get(AuditCheckpoint, head.seq) is not None:
+    if await ledger.checkpoint_at(session, head.seq) is not None:
         return None
     signed_at = utcnow()
     stamp = signed_at.astimezone(dt.UTC).isoformat()
@@ -148,8 +136,7 @@ async def write_checkpoint(
         key_id=key_id(key),
         signature=_b64(key.sign(_message(head.seq, head.hash, stamp))),
     )
-    session.add(cp)
-    await session.flush()
+    await ledger.add_checkpoint(session, cp)
     line = to_json(cp)
     if file is not None:
         await asyncio.to_thread(_append_line, file, line)
@@ -171,8 +158,7 @@ def read_file(file: Path) -> list[dict[str, Any]]:
 
 async def stored(session: AsyncSession) -> list[dict[str, Any]]:
     """The checkpoints stored in the database, oldest first."""
-    rows = await session.scalars(select(AuditCheckpoint).order_by(AuditCheckpoint.seq))
-    return [to_json(cp) for cp in rows]
+    return [to_json(cp) for cp in await ledger.checkpoints(session)]
 
 
 @dataclass(frozen=True)
@@ -238,15 +224,6 @@ def check_against(
     return CheckpointCheck(True, len(seen), anchored, at, head_seq)
 
 
-async def event_hashes(session: AsyncSession, seqs: Iterable[int]) -> dict[int, str]:
-    """The stored hash of each of these events (missing ones are absent)."""
-    wanted = sorted(set(seqs))
-    if not wanted:
-        return {}
-    rows = await session.execute(select(AuditEvent.seq, AuditEvent.hash).where(AuditEvent.seq.in_(wanted)))
-    return {int(seq): str(h) for seq, h in rows.all()}
-
-
 @dataclass(frozen=True)
 class LedgerCheck:
     """A ledger check: the chain (``chain``) and, with a public key, the checkpoints (``anchors``)."""
@@ -275,8 +252,8 @@ async def verify_ledger(
     if public is None:
         return LedgerCheck(await verify(session), None)
     cps = {(int(c["seq"]), str(c["signature"])): c for c in [*await stored(session), *outside]}
-    last = int(await session.scalar(select(func.max(AuditEvent.seq))) or 0)
-    hashes = await event_hashes(session, [seq for seq, _ in cps])
+    last = await ledger.last_seq(session)
+    hashes = await ledger.hashes(session, [seq for seq, _ in cps])
     anchors = check_against(cps.values(), public, hashes, last)
     after = None
     if since_checkpoint and anchors.ok and anchors.anchored_seq:

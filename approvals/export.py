@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from approvals import checkpoints
-from approvals.audit import AuditEvent, AuditHead, to_json
+from approvals.audit import to_json
+from approvals.repositories import ledger
 
 FORMAT = "countersign-audit-export/2"
 
@@ -55,15 +55,8 @@ async def build(
 ) -> Export:
     """The export of the ledger, or of the events of one run, tenant or time onwards (a filtered export
     still carries every checkpoint; ``verify --export`` then checks their signatures only)."""
-    q = select(AuditEvent).order_by(AuditEvent.seq)
-    if run:
-        q = q.where(AuditEvent.run_id == run)
-    if since:
-        q = q.where(AuditEvent.occurred_at >= since)
-    if tenant:
-        q = q.where(AuditEvent.tenant_id == tenant)
-    rows = [to_json(e) for e in (await session.scalars(q)).all()]
-    head = await session.scalar(select(AuditHead).where(AuditHead.id == 1))
+    rows = [to_json(e) for e in await ledger.for_export(session, run=run, since=since, tenant=tenant)]
+    head = await ledger.head(session)
     cps = await checkpoints.stored(session)
     known = {(c["seq"], c["signature"]) for c in cps}
     cps += [c for c in outside_checkpoints or [] if (c["seq"], c["signature"]) not in known]

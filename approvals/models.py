@@ -1,17 +1,21 @@
-"""ORM records of approval requests and the decisions people took on them."""
+"""The approvals package's ORM records: approval requests and decisions, the audit ledger and its signed
+checkpoints, webhook endpoints and their deliveries. Their queries live in ``approvals.repositories``."""
 
 from __future__ import annotations
 
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, String, Text
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
+from countersign import models as _kernel_models  # noqa: F401  (defines "tenants" and "runs", which the FKs name)
 from countersign.db import Base, utcnow
 
 PENDING = "pending"
 TERMINAL = ("approved", "rejected", "expired", "responded", "cancelled")
+BIGINT = BigInteger().with_variant(Integer(), "sqlite")
+MAX_URL_LENGTH = 2000
 
 
 class ApprovalRequest(Base):
@@ -72,3 +76,108 @@ class DecisionClaim(Base):
     decision_id: Mapped[str] = mapped_column(String(36), primary_key=True)
     request_id: Mapped[str] = mapped_column(String(36))
     claimed_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+# --- the audit ledger -----------------------------------------------------------------------------------
+
+
+class AuditEvent(Base):
+    """One ledger event. Never updated or deleted (PostgreSQL triggers refuse it)."""
+
+    __tablename__ = "audit_events"
+
+    seq: Mapped[int] = mapped_column(BIGINT, primary_key=True, autoincrement=False)
+    id: Mapped[str] = mapped_column(String(200), unique=True)
+    tenant_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    run_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    type: Mapped[str] = mapped_column(String(64), index=True)
+    actor: Mapped[str] = mapped_column(String(200))
+    trace_id: Mapped[str | None] = mapped_column(String(32))
+    occurred_at: Mapped[dt.datetime] = mapped_column(index=True)
+    data: Mapped[dict[str, Any]]
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditHead(Base):
+    """The chain's head: last sequence number and hash. Its row lock orders concurrent appends."""
+
+    __tablename__ = "audit_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    seq: Mapped[int] = mapped_column(BIGINT)
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditCheckpoint(Base):
+    """A signed statement that the ledger held ``seq`` events ending in ``hash``. Append-only."""
+
+    __tablename__ = "audit_checkpoints"
+
+    seq: Mapped[int] = mapped_column(BIGINT, primary_key=True, autoincrement=False)
+    hash: Mapped[str] = mapped_column(String(64))
+    signed_at: Mapped[dt.datetime]
+    key_id: Mapped[str] = mapped_column(String(16))
+    signature: Mapped[str] = mapped_column(Text)
+
+
+# --- webhooks -------------------------------------------------------------------------------------------
+
+
+class WebhookEndpoint(Base):
+    """Where a tenant wants events sent. The secret is kept (not hashed): signing needs it."""
+
+    __tablename__ = "webhook_endpoints"
+    __table_args__ = (Index("ix_webhook_endpoints_tenant_created", "tenant_id", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"))
+    url: Mapped[str] = mapped_column(String(MAX_URL_LENGTH))
+    secret: Mapped[str] = mapped_column(String(100))
+    events: Mapped[list[str]]
+    description: Mapped[str | None] = mapped_column(String(200))
+    # "standard": the signed event JSON; "slack": a chat message for a Slack-compatible incoming webhook.
+    format: Mapped[str] = mapped_column(String(16), default="standard", server_default="standard")
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    removed_at: Mapped[dt.datetime | None]
+
+
+class WebhookDelivery(Base):
+    """One event for one endpoint: the exact body, its message id, and where delivery stands."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        UniqueConstraint("endpoint_id", "message_id", name="uq_webhook_deliveries_endpoint_message"),
+        Index("ix_webhook_deliveries_endpoint_created", "endpoint_id", "created_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"))
+    endpoint_id: Mapped[str] = mapped_column(ForeignKey("webhook_endpoints.id"))
+    message_id: Mapped[str] = mapped_column(String(64))
+    event_type: Mapped[str] = mapped_column(String(64))
+    run_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    body: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(default=0)
+    last_status_code: Mapped[int | None]
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    delivered_at: Mapped[dt.datetime | None]
+
+
+class WebhookAttempt(Base):
+    """One HTTP attempt of a delivery (the Temporal activity attempt number)."""
+
+    __tablename__ = "webhook_attempts"
+    __table_args__ = (
+        UniqueConstraint("delivery_id", "attempt", name="uq_webhook_attempts_delivery_attempt"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    delivery_id: Mapped[str] = mapped_column(ForeignKey("webhook_deliveries.id"), index=True)
+    attempt: Mapped[int]
+    started_at: Mapped[dt.datetime]
+    duration_ms: Mapped[int]
+    status_code: Mapped[int | None]
+    error: Mapped[str | None] = mapped_column(String(500))

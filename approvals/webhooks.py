@@ -5,7 +5,8 @@ endpoint, whose body is fixed when the delivery is recorded, so every retry send
 the same bytes. Signatures follow the Standard Webhooks scheme: ``v1,<base64 HMAC-SHA256>`` over
 ``"{webhook-id}.{webhook-timestamp}.{body}"`` with the key in the ``whsec_<base64>`` secret.
 
-Pure domain and queries: the HTTP POST lives in the worker (``workers/activities/webhooks.py``).
+Domain only: the queries live in ``approvals.repositories.webhooks``, the HTTP POST in the worker
+(``workers/activities/webhooks.py``).
 """
 
 from __future__ import annotations
@@ -24,12 +25,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Final
 from urllib.parse import urlsplit
 
-from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Mapped, mapped_column
 
-from countersign import models as _kernel_models  # noqa: F401  (defines "tenants", which the FKs name)
-from countersign.db import Base, utcnow
+from approvals.models import MAX_URL_LENGTH, WebhookDelivery, WebhookEndpoint
+from approvals.repositories import webhooks as repository
 
 EVENT_TYPES: Final = (
     "run.completed",
@@ -43,66 +42,6 @@ FORMATS: Final = ("standard", "slack")
 SECRET_PREFIX = "whsec_"
 SIGNATURE_VERSION = "v1"
 DEFAULT_TOLERANCE_SECONDS = 300
-MAX_URL_LENGTH = 2000
-
-
-class WebhookEndpoint(Base):
-    """Where a tenant wants events sent. The secret is kept (not hashed): signing needs it."""
-
-    __tablename__ = "webhook_endpoints"
-    __table_args__ = (Index("ix_webhook_endpoints_tenant_created", "tenant_id", "created_at"),)
-
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"))
-    url: Mapped[str] = mapped_column(String(MAX_URL_LENGTH))
-    secret: Mapped[str] = mapped_column(String(100))
-    events: Mapped[list[str]]
-    description: Mapped[str | None] = mapped_column(String(200))
-    # "standard": the signed event JSON; "slack": a chat message for a Slack-compatible incoming webhook.
-    format: Mapped[str] = mapped_column(String(16), default="standard", server_default="standard")
-    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
-    removed_at: Mapped[dt.datetime | None]
-
-
-class WebhookDelivery(Base):
-    """One event for one endpoint: the exact body, its message id, and where delivery stands."""
-
-    __tablename__ = "webhook_deliveries"
-    __table_args__ = (
-        UniqueConstraint("endpoint_id", "message_id", name="uq_webhook_deliveries_endpoint_message"),
-        Index("ix_webhook_deliveries_endpoint_created", "endpoint_id", "created_at"),
-    )
-
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"))
-    endpoint_id: Mapped[str] = mapped_column(ForeignKey("webhook_endpoints.id"))
-    message_id: Mapped[str] = mapped_column(String(64))
-    event_type: Mapped[str] = mapped_column(String(64))
-    run_id: Mapped[str | None] = mapped_column(String(36), index=True)
-    body: Mapped[str] = mapped_column(Text)
-    status: Mapped[str] = mapped_column(String(16), default="pending")
-    attempts: Mapped[int] = mapped_column(default=0)
-    last_status_code: Mapped[int | None]
-    last_error: Mapped[str | None] = mapped_column(String(500))
-    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
-    delivered_at: Mapped[dt.datetime | None]
-
-
-class WebhookAttempt(Base):
-    """One HTTP attempt of a delivery (the Temporal activity attempt number)."""
-
-    __tablename__ = "webhook_attempts"
-    __table_args__ = (
-        UniqueConstraint("delivery_id", "attempt", name="uq_webhook_attempts_delivery_attempt"),
-    )
-
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    delivery_id: Mapped[str] = mapped_column(ForeignKey("webhook_deliveries.id"), index=True)
-    attempt: Mapped[int]
-    started_at: Mapped[dt.datetime]
-    duration_ms: Mapped[int]
-    status_code: Mapped[int | None]
-    error: Mapped[str | None] = mapped_column(String(500))
 
 
 # --- signing -------------------------------------------------------------------------------------------
@@ -277,7 +216,7 @@ async def check_url(url: str, *, allow_private: bool) -> None:
         )
 
 
-# --- repository ----------------------------------------------------------------------------------------
+# --- recording -----------------------------------------------------------------------------------------
 
 
 async def create_endpoint(
@@ -304,26 +243,8 @@ async def create_endpoint(
         description=description,
         format=format,
     )
-    session.add(row)
-    await session.flush()
+    await repository.add(session, row)
     return row
-
-
-async def get_endpoint(session: AsyncSession, tenant_id: str, endpoint_id: str) -> WebhookEndpoint | None:
-    """An active endpoint of the tenant (another tenant's id reads as missing)."""
-    row = await session.get(WebhookEndpoint, endpoint_id)
-    if row is None or row.tenant_id != tenant_id or row.removed_at is not None:
-        return None
-    return row
-
-
-async def remove_endpoint(session: AsyncSession, tenant_id: str, endpoint_id: str) -> bool:
-    """Stop sending to an endpoint; its deliveries stay for the record. False when there is none."""
-    row = await get_endpoint(session, tenant_id, endpoint_id)
-    if row is None:
-        return False
-    row.removed_at = utcnow()
-    return True
 
 
 async def enqueue(
@@ -342,24 +263,14 @@ async def enqueue(
 
     Returns the ids of the pending deliveries, including ones an earlier (retried) call recorded.
     """
-    endpoints = (
-        await session.scalars(
-            select(WebhookEndpoint)
-            .where(WebhookEndpoint.tenant_id == tenant_id, WebhookEndpoint.removed_at.is_(None))
-            .order_by(WebhookEndpoint.created_at, WebhookEndpoint.id)
-        )
-    ).all()
+    endpoints = await repository.active_endpoints(session, tenant_id)
     body = event_body(event_type, occurred_at, data)
     chat = chat_body(event_type, occurred_at, data, console_url)
     ids: list[str] = []
     for endpoint in endpoints:
         if event_type not in endpoint.events:
             continue
-        existing = await session.scalar(
-            select(WebhookDelivery).where(
-                WebhookDelivery.endpoint_id == endpoint.id, WebhookDelivery.message_id == message_id
-            )
-        )
+        existing = await repository.delivery_of(session, endpoint.id, message_id)
         if existing is None:
             existing = WebhookDelivery(
                 id=str(uuid.uuid4()),
@@ -372,8 +283,7 @@ async def enqueue(
                 status="pending",
                 attempts=0,
             )
-            session.add(existing)
+            await repository.add(session, existing)
         if existing.status == "pending":
             ids.append(existing.id)
-    await session.flush()
     return ids

@@ -14,12 +14,9 @@ import datetime as dt
 import re
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from approvals.audit import AuditEvent
-from approvals.models import ApprovalDecision, ApprovalRequest
-from countersign.models import Run
+from approvals.repositories import approvals, ledger
 
 EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 PHONE = re.compile(r"(?<![\w-])\+?\(?\d[\d ().-]{5,}\d(?![\w-])")
@@ -43,34 +40,16 @@ async def decided_cases(
     s: AsyncSession, *, agent: str | None = None, since: dt.datetime | None = None
 ) -> list[dict[str, Any]]:
     """A golden case (pydantic-evals shape) per decided approval request, oldest first."""
-    q = (
-        select(ApprovalRequest, Run)
-        .join(Run, Run.id == ApprovalRequest.run_id)
-        .where(ApprovalRequest.status.in_(("approved", "rejected", "responded")))
-        .where(ApprovalRequest.tool != "escalate_to_person")
-        .order_by(ApprovalRequest.created_at)
+    decided = await approvals.decided_with_runs(
+        s, ("approved", "rejected", "responded"), exclude_tool="escalate_to_person", agent=agent, since=since
     )
-    if agent:
-        q = q.where(ApprovalRequest.agent == agent)
-    if since:
-        q = q.where(ApprovalRequest.decided_at >= since)
     cases = []
-    for req, run in (await s.execute(q)).all():
-        decisions = list(
-            (
-                await s.scalars(
-                    select(ApprovalDecision)
-                    .where(ApprovalDecision.request_id == req.id)
-                    .order_by(ApprovalDecision.created_at)
-                )
-            ).all()
-        )
+    for req, run in decided:
+        decisions = await approvals.decisions_of(s, [req.id])
         if not decisions:
             continue
         last = decisions[-1]
-        event = await s.scalar(
-            select(AuditEvent).where(AuditEvent.id == f"{req.id}:approval.decided:{last.id}")
-        )
+        event = await ledger.by_id(s, f"{req.id}:approval.decided:{last.id}")
         edit = next((d for d in decisions if d.action == "edit"), None)
         decision: dict[str, Any]
         metadata: dict[str, Any] = {"gated": [req.tool]}

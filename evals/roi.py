@@ -15,11 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from approvals.models import ApprovalDecision, ApprovalRequest
-from countersign.models import Run
+from approvals.repositories import approvals
+from countersign.repositories import runs as run_repository
 
 
 @dataclass(frozen=True)
@@ -78,29 +77,15 @@ async def measure(
 ) -> list[Roi]:
     """Each agent's ROI from its runs since ``since`` (volume: the recorded runs scaled to 30 days unless
     given)."""
-    q = select(Run).where(Run.created_at >= since, Run.status.in_(("completed", "failed", "cancelled")))
-    if agent:
-        q = q.where(Run.agent == agent)
-    runs = list((await s.scalars(q)).all())
+    runs = await run_repository.finished_since(s, since, ("completed", "failed", "cancelled"), agent)
     ids = [r.id for r in runs]
     taken_over: set[str] = set()
     review: dict[str, float] = {}
     if ids:
-        rows = await s.execute(
-            select(ApprovalRequest.run_id, ApprovalRequest.tool, ApprovalRequest.status).where(
-                ApprovalRequest.run_id.in_(ids)
-            )
-        )
-        for run_id, tool, status in rows.all():
+        for run_id, tool, status in await approvals.outcomes_of_runs(s, ids):
             if tool == "escalate_to_person" or status in ("rejected", "responded", "expired"):
                 taken_over.add(run_id)
-        waits = await s.execute(
-            select(ApprovalRequest.run_id, ApprovalRequest.created_at, func.max(ApprovalDecision.created_at))
-            .join(ApprovalDecision, ApprovalDecision.request_id == ApprovalRequest.id)
-            .where(ApprovalRequest.run_id.in_(ids))
-            .group_by(ApprovalRequest.id, ApprovalRequest.run_id, ApprovalRequest.created_at)
-        )
-        for run_id, opened, decided in waits.all():
+        for run_id, opened, decided in await approvals.review_spans(s, ids):
             review[run_id] = review.get(run_id, 0.0) + (decided - opened).total_seconds() / 60
     out = []
     for name in sorted({r.agent for r in runs}):

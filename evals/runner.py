@@ -18,20 +18,18 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from langchain_core.language_models import BaseChatModel
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from agents.spec import AgentSpec
-from approvals.audit import AuditEvent
-from approvals.models import ApprovalDecision, ApprovalRequest
 from approvals.policy import declared_roles
+from approvals.repositories import approvals, ledger
 from countersign import telemetry
 from countersign.db import make_engine, session_factory
 from countersign.migrate import upgrade_async
-from countersign.models import Run
+from countersign.repositories import runs
 from countersign.settings import Settings
 from evals.cases import CaseInputs
 from tools.business import BusinessBase, BusinessStore
@@ -224,25 +222,11 @@ async def record(
 ) -> dict[str, Any]:
     """What the run recorded, as the evaluators read it: the run row, its ledger, its requests."""
     async with sessions() as s:
-        run = await s.get(Run, run_id)
+        run = await runs.get(s, run_id)
         assert run is not None
-        events = list(
-            (
-                await s.scalars(
-                    select(AuditEvent).where(AuditEvent.run_id == run_id).order_by(AuditEvent.seq)
-                )
-            ).all()
-        )
-        rows = list((await s.scalars(select(ApprovalRequest).where(ApprovalRequest.run_id == run_id))).all())
-        decisions = list(
-            (
-                await s.scalars(
-                    select(ApprovalDecision)
-                    .where(ApprovalDecision.request_id.in_([r.id for r in rows]))
-                    .order_by(ApprovalDecision.created_at)
-                )
-            ).all()
-        )
+        events = await ledger.of_run(s, run_id)
+        rows = await approvals.of_run(s, run_id)
+        decisions = await approvals.decisions_of(s, [r.id for r in rows])
     decided_seq: dict[str, int] = {}
     for e in events:
         if e.type == "approval.decided":

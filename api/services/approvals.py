@@ -12,7 +12,6 @@ from typing import Any
 from opentelemetry import trace
 from opentelemetry.trace import Link
 from pydantic import ValidationError
-from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
@@ -32,11 +31,13 @@ from api.errors import (
 )
 from api.schemas import ApprovalRead, DecisionCreate, DecisionRead, DecisionResult, Page
 from api.services import pagination
-from approvals.models import ApprovalDecision, ApprovalRequest, DecisionClaim
+from approvals.models import ApprovalRequest
 from approvals.policy import PolicyStore
+from approvals.repositories import approvals
 from countersign import telemetry
-from countersign.db import insert_ignore, utcnow
+from countersign.db import utcnow
 from countersign.models import Run
+from countersign.repositories import runs
 from tools.registry import get_tool
 from workers.contracts import DecisionIn, DecisionOutcome
 from workers.workflows.run import AgentRunWorkflow
@@ -46,14 +47,7 @@ DECISION_NS = uuid.UUID("5d1c2f9e-7a4b-4c1e-9f3a-2b8d6e0c4a71")
 
 async def _decisions(s: AsyncSession, request_ids: list[str]) -> dict[str, list[DecisionRead]]:
     out: dict[str, list[DecisionRead]] = {i: [] for i in request_ids}
-    if not request_ids:
-        return out
-    rows = await s.scalars(
-        select(ApprovalDecision)
-        .where(ApprovalDecision.request_id.in_(request_ids))
-        .order_by(ApprovalDecision.created_at)
-    )
-    for d in rows:
+    for d in await approvals.decisions_of(s, request_ids):
         out[d.request_id].append(
             DecisionRead(
                 id=d.id,
@@ -96,18 +90,17 @@ async def list_requests(
     s: AsyncSession, who: Principal, *, status: str | None, run_id: str | None, cursor: str | None, limit: int
 ) -> Page[ApprovalRead]:
     """The tenant's approval requests, newest first."""
-    q: Any = select(ApprovalRequest).where(ApprovalRequest.tenant_id == who.tenant_id)
-    if status:
-        q = q.where(ApprovalRequest.status == status)
-    if run_id:
-        q = q.where(ApprovalRequest.run_id == run_id)
-    rows, nxt = await pagination.fetch(s, q, cursor, ApprovalRequest.created_at, ApprovalRequest.id, limit)
+    found = await approvals.newest(
+        s, who.tenant_id, status=status, run_id=run_id, after=pagination.decode(cursor), limit=limit + 1
+    )
+    rows, nxt = pagination.page(found, limit)
     decisions = await _decisions(s, [r.id for r in rows])
     return Page[ApprovalRead](items=[_read(r, decisions[r.id]) for r in rows], next_cursor=nxt)
 
 
 async def get_row(s: AsyncSession, who: Principal, request_id: str) -> ApprovalRequest:
-    row = await s.get(ApprovalRequest, request_id)
+    """The request, if it belongs to the principal's tenant (another tenant's id is a 404, not a 403)."""
+    row = await approvals.get(s, request_id)
     if row is None or row.tenant_id != who.tenant_id:
         raise NotFound(f"approval request {request_id} not found")
     return row
@@ -146,22 +139,9 @@ async def inbox(
     """The requests ``who`` may decide (one of their roles is required, and the run is not their own), most
     urgent first, with counts per inbox status; ``mine``: only those they decided."""
     since = utcnow() - dt.timedelta(days=INBOX_DAYS)
-    q: Any = select(ApprovalRequest).where(
-        ApprovalRequest.tenant_id == who.tenant_id,
-        ApprovalRequest.requested_by != who.id,
-        (ApprovalRequest.status == "pending") | (ApprovalRequest.created_at >= since),
-    )
-    if agent:
-        q = q.where(ApprovalRequest.agent == agent)
-    if tool:
-        q = q.where(ApprovalRequest.tool == tool)
-    if mine:
-        decided = select(ApprovalDecision.request_id).where(
-            ApprovalDecision.tenant_id == who.tenant_id, ApprovalDecision.principal_id == who.id
-        )
-        q = q.where(ApprovalRequest.id.in_(decided))
+    found = await approvals.inbox(s, who.tenant_id, who.id, since=since, agent=agent, tool=tool, mine=mine)
     # Required roles are a JSON list: matched here rather than in SQL, which differs per database.
-    rows = [r for r in (await s.scalars(q)).all() if set(r.required_roles) & who.roles]
+    rows = [r for r in found if set(r.required_roles) & who.roles]
     counts = {name: sum(r.status in states for r in rows) for name, states in INBOX_STATUSES.items()}
     chosen = [r for r in rows if r.status in INBOX_STATUSES.get(status, (status,))]
     far = dt.datetime.max.replace(tzinfo=dt.UTC)
@@ -202,7 +182,7 @@ async def decide(
     if who.id == req.requested_by:
         raise Forbidden("the principal who started the run may not decide its approvals")
     did = decision_id(request_id, who, body)
-    earlier = await s.get(ApprovalDecision, did)
+    earlier = await approvals.get_decision(s, did)
     if earlier is not None:
         return DecisionResult(
             decision_id=did,
@@ -230,13 +210,10 @@ async def decide(
         message=body.message,
     )
     handle = temporal.get_workflow_handle(f"run-{req.run_id}")
-    run = await s.get(Run, req.run_id)
+    run = await runs.get(s, req.run_id)
     # Identical POSTs racing each other all reach the one Temporal Update (same id); the one that claims
     # the decision id first is the one that created it (201), the others are replays (200).
-    claim = insert_ignore(
-        s.get_bind().dialect.name, DecisionClaim, {"decision_id": did, "request_id": req.id}, ["decision_id"]
-    )
-    first = bool((await s.execute(claim)).rowcount)  # type: ignore[attr-defined]
+    first = await approvals.claim(s, did, req.id)
     await s.commit()  # no transaction across the RPC: the worker must write while the update waits
     try:
         with _in_run_trace(run, req, who, body):
@@ -280,16 +257,16 @@ async def _still_running(handle: WorkflowHandle[Any, Any]) -> bool:
 async def _unclaim(s: AsyncSession, did: str, first: bool) -> None:
     """The decision did not land: a retry of it is the first delivery that counts (201), not a replay."""
     if first:
-        await s.execute(delete(DecisionClaim).where(DecisionClaim.decision_id == did))
+        await approvals.unclaim(s, did)
         await s.commit()
 
 
 async def _recorded(s: AsyncSession, did: str, req: ApprovalRequest) -> DecisionResult | None:
     """The outcome of decision ``did`` if the workflow recorded it (read afresh, after the update)."""
-    decision = await s.get(ApprovalDecision, did, populate_existing=True)
+    decision = await approvals.get_decision(s, did, fresh=True)
     if decision is None:
         return None
-    row = await s.get(ApprovalRequest, req.id, populate_existing=True)
+    row = await approvals.get(s, req.id, fresh=True)
     return DecisionResult(
         decision_id=did,
         request_id=req.id,

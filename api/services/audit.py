@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.auth import Principal
 from api.errors import Invalid
-from approvals.audit import AuditEvent
+from approvals.models import AuditEvent
+from approvals.repositories import ledger
 from countersign.models import Run
+from countersign.repositories import runs
 from countersign.telemetry import SpanRecord
 
 
@@ -40,22 +40,21 @@ async def search(
 ) -> tuple[list[AuditEvent], str | None]:
     """The tenant's ledger events in chain order, filtered by run, actor, type (or a prefix ending in '.')
     and time range; and the cursor of the next page."""
-    q: Any = select(AuditEvent).where(AuditEvent.tenant_id == who.tenant_id)
-    if run_id:
-        q = q.where(AuditEvent.run_id == run_id)
-    if actor:
-        q = q.where(AuditEvent.actor == actor)
-    if type:
-        q = q.where(AuditEvent.type.startswith(type) if type.endswith(".") else AuditEvent.type == type)
-    if since:
-        q = q.where(AuditEvent.occurred_at >= parse_time("since", since))
-    if until:
-        q = q.where(AuditEvent.occurred_at < parse_time("until", until))
-    if cursor:
-        if not cursor.isdigit():
-            raise Invalid("cursor: not a cursor this API returned")
-        q = q.where(AuditEvent.seq > int(cursor))
-    rows = list((await s.scalars(q.order_by(AuditEvent.seq).limit(limit + 1))).all())
+    start = parse_time("since", since) if since else None
+    end = parse_time("until", until) if until else None
+    if cursor and not cursor.isdigit():
+        raise Invalid("cursor: not a cursor this API returned")
+    rows = await ledger.search(
+        s,
+        who.tenant_id,
+        run_id=run_id,
+        actor=actor,
+        type=type,
+        since=start,
+        until=end,
+        after_seq=int(cursor) if cursor else None,
+        limit=limit + 1,
+    )
     more = len(rows) > limit
     rows = rows[:limit]
     return rows, str(rows[-1].seq) if more and rows else None
@@ -65,10 +64,4 @@ async def spans(s: AsyncSession, run: Run) -> list[SpanRecord]:
     """The run's trace from the embedded span store, oldest first."""
     if not run.trace_id:
         return []
-    return list(
-        (
-            await s.scalars(
-                select(SpanRecord).where(SpanRecord.trace_id == run.trace_id).order_by(SpanRecord.start_time)
-            )
-        ).all()
-    )
+    return await runs.trace_spans(s, run.trace_id)

@@ -6,14 +6,14 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Sequence
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.auth import Principal
 from api.schemas import RunEvent
 from api.services.runs import TERMINAL
-from approvals.audit import AuditEvent
-from countersign.models import Run
+from approvals.models import AuditEvent
+from approvals.repositories import ledger
+from countersign.repositories import runs
 
 BATCH = 200
 
@@ -29,19 +29,8 @@ async def _poll(
     async with sessions() as s:
         # Status first: the terminal status and its ledger event commit together, so once the status reads
         # terminal, the events read next include everything the run will ever have.
-        status = await s.scalar(select(Run.status).where(Run.id == run_id, Run.tenant_id == who.tenant_id))
-        rows = (
-            await s.scalars(
-                select(AuditEvent)
-                .where(
-                    AuditEvent.run_id == run_id,
-                    AuditEvent.tenant_id == who.tenant_id,
-                    AuditEvent.seq > after,
-                )
-                .order_by(AuditEvent.seq)
-                .limit(BATCH)
-            )
-        ).all()
+        status = await runs.status_of(s, who.tenant_id, run_id)
+        rows = await ledger.of_run(s, run_id, tenant_id=who.tenant_id, after_seq=after, limit=BATCH)
     return status, rows
 
 

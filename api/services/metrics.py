@@ -21,8 +21,7 @@ from prometheus_client.core import (
 from sqlalchemy import ColumnElement, case, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from approvals.audit import AuditEvent
-from approvals.models import ApprovalDecision, ApprovalRequest
+from approvals.models import ApprovalDecision, ApprovalRequest, AuditEvent
 from countersign.models import Run
 
 # One minute to three days: how long people take to decide.

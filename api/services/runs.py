@@ -8,7 +8,6 @@ from typing import Any
 
 from opentelemetry.context import attach, detach
 from pydantic import ValidationError
-from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
@@ -34,7 +33,8 @@ from approvals import audit
 from countersign import telemetry
 from countersign.db import utcnow
 from countersign.hashing import canonical_hash
-from countersign.models import Run, Tenant
+from countersign.models import Run
+from countersign.repositories import runs
 from countersign.settings import Settings
 from workers.contracts import Budget, RunInput
 from workers.workflows.run import AgentRunWorkflow
@@ -91,9 +91,7 @@ async def start_run(
     if idem_key is not None:
         if not 1 <= len(idem_key) <= 200:
             raise Invalid("Idempotency-Key: must be 1 to 200 characters")
-        existing = await s.scalar(
-            select(Run).where(Run.tenant_id == who.tenant_id, Run.idempotency_key == idem_key)
-        )
+        existing = await runs.by_idempotency_key(s, who.tenant_id, idem_key)
         if existing is not None:
             if existing.request_hash != request_hash:
                 raise IdempotencyConflict("Idempotency-Key: already used for a different request")
@@ -119,9 +117,8 @@ async def start_run(
         idempotency_key=idem_key,
         request_hash=request_hash,
     )
-    s.add(run)
     try:
-        await s.flush()
+        await runs.add(s, run)
     except IntegrityError as e:
         raise Conflict("Idempotency-Key: a request with this key is in progress; retry it") from e
     await audit.append(
@@ -199,7 +196,7 @@ async def _start(s: AsyncSession, temporal: Client, settings: Settings, run: Run
 
 async def get_run(s: AsyncSession, who: Principal, run_id: str) -> Run:
     """The run, if it belongs to the principal's tenant (another tenant's id is a 404, not a 403)."""
-    run = await s.get(Run, run_id)
+    run = await runs.get(s, run_id)
     if run is None or run.tenant_id != who.tenant_id:
         raise NotFound(f"run {run_id} not found")
     return run
@@ -217,16 +214,17 @@ async def list_runs(
     created_until: dt.datetime | None = None,
 ) -> Page[RunRead]:
     """The tenant's runs, newest first (optionally those created in ``[created_from, created_until)``)."""
-    q: Any = select(Run).where(Run.tenant_id == who.tenant_id)
-    if created_from:
-        q = q.where(Run.created_at >= created_from)
-    if created_until:
-        q = q.where(Run.created_at < created_until)
-    if status:
-        q = q.where(Run.status == status)
-    if agent:
-        q = q.where(Run.agent == agent)
-    rows, nxt = await pagination.fetch(s, q, cursor, Run.created_at, Run.id, limit)
+    found = await runs.newest(
+        s,
+        who.tenant_id,
+        status=status,
+        agent=agent,
+        created_from=created_from,
+        created_until=created_until,
+        after=pagination.decode(cursor),
+        limit=limit + 1,
+    )
+    rows, nxt = pagination.page(found, limit)
     return Page[RunRead](items=[to_read(r) for r in rows], next_cursor=nxt)
 
 
@@ -245,11 +243,9 @@ async def _check_active_cap(s: AsyncSession, settings: Settings, who: Principal)
     cap = settings.max_active_runs_per_tenant
     if cap <= 0:
         return
-    await s.execute(select(Tenant.id).where(Tenant.id == who.tenant_id).with_for_update())
-    active = await s.scalar(
-        select(func.count()).select_from(Run).where(Run.tenant_id == who.tenant_id, Run.status.in_(ACTIVE))
-    )
-    if (active or 0) >= cap:
+    await runs.lock_tenant(s, who.tenant_id)
+    active = await runs.count_in(s, who.tenant_id, ACTIVE)
+    if active >= cap:
         raise ActiveRunsLimit(
             f"the tenant has {active} active runs (running or awaiting approval); the cap is {cap}: "
             "wait for one to finish or cancel one"

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.auth import Principal
@@ -19,7 +16,8 @@ from api.schemas import (
 )
 from api.services import pagination
 from approvals import webhooks
-from approvals.webhooks import WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from approvals.models import WebhookEndpoint
+from approvals.repositories import webhooks as repository
 
 
 def _read(row: WebhookEndpoint) -> WebhookRead:
@@ -53,7 +51,7 @@ async def create(
 
 
 async def _get(s: AsyncSession, who: Principal, webhook_id: str) -> WebhookEndpoint:
-    row = await webhooks.get_endpoint(s, who.tenant_id, webhook_id)
+    row = await repository.get_endpoint(s, who.tenant_id, webhook_id)
     if row is None:
         raise NotFound(f"webhook {webhook_id} not found")
     return row
@@ -68,16 +66,16 @@ async def list_endpoints(
     s: AsyncSession, who: Principal, *, cursor: str | None, limit: int
 ) -> Page[WebhookRead]:
     """The tenant's active endpoints, newest first."""
-    q: Any = select(WebhookEndpoint).where(
-        WebhookEndpoint.tenant_id == who.tenant_id, WebhookEndpoint.removed_at.is_(None)
+    found = await repository.newest_endpoints(
+        s, who.tenant_id, after=pagination.decode(cursor), limit=limit + 1
     )
-    rows, nxt = await pagination.fetch(s, q, cursor, WebhookEndpoint.created_at, WebhookEndpoint.id, limit)
+    rows, nxt = pagination.page(found, limit)
     return Page[WebhookRead](items=[_read(r) for r in rows], next_cursor=nxt)
 
 
 async def remove(s: AsyncSession, who: Principal, webhook_id: str) -> None:
     """Stop sending to the endpoint; pending retries end at their next attempt."""
-    if not await webhooks.remove_endpoint(s, who.tenant_id, webhook_id):
+    if not await repository.remove_endpoint(s, who.tenant_id, webhook_id):
         raise NotFound(f"webhook {webhook_id} not found")
 
 
@@ -86,26 +84,21 @@ async def deliveries(
 ) -> Page[WebhookDeliveryRead]:
     """The endpoint's deliveries, newest first, each with its attempts."""
     endpoint = await _get(s, who, webhook_id)
-    q: Any = select(WebhookDelivery).where(
-        WebhookDelivery.endpoint_id == endpoint.id, WebhookDelivery.tenant_id == who.tenant_id
+    found = await repository.newest_deliveries(
+        s, who.tenant_id, endpoint.id, after=pagination.decode(cursor), limit=limit + 1
     )
-    rows, nxt = await pagination.fetch(s, q, cursor, WebhookDelivery.created_at, WebhookDelivery.id, limit)
+    rows, nxt = pagination.page(found, limit)
     attempts: dict[str, list[WebhookAttemptRead]] = {r.id: [] for r in rows}
-    if rows:
-        for a in await s.scalars(
-            select(WebhookAttempt)
-            .where(WebhookAttempt.delivery_id.in_(list(attempts)))
-            .order_by(WebhookAttempt.attempt)
-        ):
-            attempts[a.delivery_id].append(
-                WebhookAttemptRead(
-                    attempt=a.attempt,
-                    started_at=a.started_at,
-                    duration_ms=a.duration_ms,
-                    status_code=a.status_code,
-                    error=a.error,
-                )
+    for a in await repository.attempts_of(s, list(attempts)):
+        attempts[a.delivery_id].append(
+            WebhookAttemptRead(
+                attempt=a.attempt,
+                started_at=a.started_at,
+                duration_ms=a.duration_ms,
+                status_code=a.status_code,
+                error=a.error,
             )
+        )
     items = [
         WebhookDeliveryRead(
             id=r.id,

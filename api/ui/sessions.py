@@ -12,12 +12,12 @@ import hashlib
 import hmac
 import secrets
 
-from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.auth import Principal
 from countersign.db import utcnow
-from countersign.models import ApiKey, UiSession
+from countersign.models import UiSession
+from countersign.repositories import keys
 
 COOKIE = "cs_session"
 SIGN_IN_COOKIE = "cs_sign_in"
@@ -39,8 +39,9 @@ async def start(s: AsyncSession, who: Principal, hours: float) -> str:
     token = secrets.token_urlsafe(32)
     now = utcnow()
     # Expired sessions are dead already; clearing them here keeps the table small without a sweeper.
-    await s.execute(delete(UiSession).where(UiSession.expires_at <= now))
-    s.add(
+    await keys.delete_expired_sessions(s, now)
+    await keys.add(
+        s,
         UiSession(
             id=_digest(token),
             tenant_id=who.tenant_id,
@@ -51,15 +52,14 @@ async def start(s: AsyncSession, who: Principal, hours: float) -> str:
             csrf=secrets.token_urlsafe(32),
             created_at=now,
             expires_at=now + dt.timedelta(hours=hours),
-        )
+        ),
     )
-    await s.flush()
     return token
 
 
 async def end(s: AsyncSession, token: str) -> None:
     """Sign out: the session is gone, whatever the browser still holds."""
-    await s.execute(delete(UiSession).where(UiSession.id == _digest(token)))
+    await keys.delete_session(s, _digest(token))
 
 
 async def resume(s: AsyncSession, token: str) -> tuple[Principal, UiSession] | None:
@@ -67,13 +67,13 @@ async def resume(s: AsyncSession, token: str) -> tuple[Principal, UiSession] | N
     expired."""
     if not token:
         return None
-    row = await s.get(UiSession, _digest(token))
+    row = await keys.get_session(s, _digest(token))
     now = utcnow()
     if row is None or row.expires_at <= now:
         return None
     roles, agents = row.roles, None
     if row.key_id is not None:
-        key = await s.scalar(select(ApiKey).where(ApiKey.id == row.key_id))
+        key = await keys.by_id(s, row.key_id)
         if (
             key is None
             or key.revoked_at is not None

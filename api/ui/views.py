@@ -12,8 +12,7 @@ from pydantic import BaseModel, ValidationError
 
 from api.auth import Principal
 from api.schemas import ApprovalRead
-from approvals.audit import AuditEvent
-from approvals.models import ApprovalRequest
+from approvals.models import ApprovalRequest, AuditEvent
 from countersign.db import utcnow
 from countersign.telemetry import SpanRecord
 

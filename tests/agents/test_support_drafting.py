@@ -13,7 +13,7 @@ from sqlalchemy import select
 from agents.catalog import get_agent
 from agents.spec import Facts
 from agents.support_drafting.agent import NO_POLICY, NO_REFUND_GROUND, REFUND_GROUNDS, SPEC
-from approvals.audit import AuditEvent
+from approvals.models import AuditEvent
 from tests.agents.offline import calls, play
 from tests.conftest import Stack
 from tools.business import BusinessStore, Refund, Ticket

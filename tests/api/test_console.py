@@ -14,8 +14,7 @@ import pytest
 from sqlalchemy import select, update
 
 from api.ui.views import quantile
-from approvals.audit import AuditEvent
-from approvals.models import ApprovalRequest
+from approvals.models import ApprovalRequest, AuditEvent
 from countersign.db import utcnow
 from countersign.hashing import canonical_hash
 from countersign.models import ApiKey, Run

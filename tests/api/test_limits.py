@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from api.auth import create_key, ensure_tenant
 from api.ratelimit import TokenBucket
-from approvals.audit import AuditEvent
+from approvals.models import AuditEvent
 from tests.conftest import Stack
 from tests.e2e.test_gates import decide
 

@@ -19,8 +19,8 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 from typer.testing import CliRunner
 
-from approvals.audit import AuditEvent, verify
-from approvals.webhooks import WebhookDelivery
+from approvals.audit import verify
+from approvals.models import AuditEvent, WebhookDelivery
 from cli.main import app as cli
 from countersign import telemetry
 from countersign.telemetry import SpanRecord

@@ -7,7 +7,7 @@ from sqlalchemy import select
 from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
 from temporalio.exceptions import CancelledError
 
-from approvals.audit import AuditEvent
+from approvals.models import AuditEvent
 from tests.conftest import Stack
 from tests.e2e.test_gates import decide, refunds
 

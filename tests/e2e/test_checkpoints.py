@@ -13,15 +13,14 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 from typer.testing import CliRunner
 
-from approvals.audit import AuditHead
 from approvals.checkpoints import (
-    AuditCheckpoint,
     load_private_key,
     new_private_key,
     public_key_text,
     verify_ledger,
     write_checkpoint,
 )
+from approvals.models import AuditCheckpoint, AuditHead
 from cli.main import app as cli
 from tests.conftest import Stack
 from tests.e2e.test_audit import drop_sqlite_guards

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from approvals.audit import AuditEvent
+from approvals.models import AuditEvent
 from tests.conftest import Stack, wait_for_file, worker_process
 from tools.business import Effect, Refund
 

@@ -11,8 +11,7 @@ import pytest
 from sqlalchemy import select
 from temporalio.testing import WorkflowEnvironment
 
-from approvals.audit import AuditEvent
-from approvals.models import ApprovalRequest
+from approvals.models import ApprovalRequest, AuditEvent
 from tests.e2e.conftest import Receiver
 from tools.business import Refund
 

@@ -16,7 +16,7 @@ from agents.playbook import final_answer, tool_results
 from agents.scripted import ScriptedChatModel
 from agents.spec import AgentSpec
 from api.auth import create_key
-from approvals.audit import AuditEvent
+from approvals.models import AuditEvent
 from tests.conftest import Stack
 from tools.business import Refund
 
@@ -254,7 +254,7 @@ async def test_an_approval_acts_only_once_it_is_on_record(
 ) -> None:
     from sqlalchemy.exc import OperationalError
 
-    from approvals.audit import AuditEvent
+    from approvals.models import AuditEvent
     from workers.activities import ApprovalActivities
 
     healthy = asyncio.Event()

@@ -6,7 +6,7 @@ import uuid
 
 from sqlalchemy import func, select
 
-from approvals.audit import AuditEvent
+from approvals.models import AuditEvent
 from countersign.models import Run
 from tests.conftest import Stack
 

@@ -18,9 +18,11 @@ from temporalio import activity
 from agents.graph import LedgerEntry, RunContext
 from approvals import audit
 from approvals.models import ApprovalDecision, ApprovalRequest
+from approvals.repositories import approvals
 from countersign import telemetry
 from countersign.db import utcnow
 from countersign.models import Run
+from countersign.repositories import runs
 from workers.activities.webhooks import record_deliveries, start_deliveries
 from workers.contracts import GatedRequest, OpenRequests, RequestChange, StatusUpdate, Usage
 from workers.webhook_contracts import webhook_task_queue
@@ -77,7 +79,7 @@ class RunActivities:
         """Upsert the run row's status (and output, error, usage); record the transition in the ledger."""
         info = activity.info()
         async with self.sessions() as session, session.begin():
-            run = await session.get(Run, u.run.run_id, with_for_update=True)
+            run = await runs.get(session, u.run.run_id, for_update=True)
             if run is None:
                 # The API's commit may have failed after the workflow started: the run still gets its row.
                 run = Run(
@@ -90,7 +92,7 @@ class RunActivities:
                     request_hash="",
                     trace_id=u.run.trace_id,
                 )
-                session.add(run)
+                await runs.add(session, run)
             # A run the API marked not_started (Temporal looked unreachable) did start: its workflow wins.
             started_after_all = (run.error or {}).get("reason") == "not_started"
             if (
@@ -211,7 +213,7 @@ class ApprovalActivities:
                     RequestChange(request=req, event="approval.requested", actor=f"agent:{req.agent}"),
                     evidence=o.evidence.get(req.id),
                 )
-            run = await session.get(Run, o.run.run_id, with_for_update=True)
+            run = await runs.get(session, o.run.run_id, for_update=True)
             if run is not None and o.usage is not None:
                 _record_usage(run, o.usage)
             if run is not None and run.status == "running":
@@ -247,7 +249,7 @@ class ApprovalActivities:
     ) -> None:
         r = c.request
         info = activity.info()
-        row = await session.get(ApprovalRequest, r.id, with_for_update=True)
+        row = await approvals.get(session, r.id, for_update=True)
         if row is None:
             row = ApprovalRequest(
                 id=r.id,
@@ -263,7 +265,7 @@ class ApprovalActivities:
                 reason=r.reason,
                 evidence=evidence,
             )
-            session.add(row)
+            approvals.add(session, row)
         row.arguments, row.arguments_hash = r.arguments, r.arguments_hash
         row.required_roles, row.quorum, row.status = r.roles, r.quorum, r.status
         row.escalated, row.reminded, row.expires_at = r.escalated, r.reminded, r.expires_at
@@ -272,8 +274,9 @@ class ApprovalActivities:
             row.decided_at = utcnow()
         if c.decision is not None and c.outcome is not None:
             d = c.decision
-            if await session.get(ApprovalDecision, d.decision_id) is None:
-                session.add(
+            if await approvals.get_decision(session, d.decision_id) is None:
+                approvals.add(
+                    session,
                     ApprovalDecision(
                         id=d.decision_id,
                         request_id=r.id,
@@ -285,7 +288,7 @@ class ApprovalActivities:
                         reason=d.reason,
                         message=d.message,
                         result_status=c.outcome.request_status,
-                    )
+                    ),
                 )
         data: dict[str, Any] = {
             "request_id": r.id,

@@ -10,7 +10,6 @@ from collections.abc import Sequence
 from urllib.parse import urlsplit
 
 import httpx
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.client import Client
@@ -18,7 +17,8 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 
 from approvals import webhooks
-from approvals.webhooks import WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from approvals.models import WebhookAttempt
+from approvals.repositories import webhooks as repository
 from countersign.db import utcnow
 from workers.webhook_contracts import WebhookEvent
 from workers.workflows.webhooks import WebhookDeliveryWorkflow
@@ -94,8 +94,8 @@ class WebhookActivities:
         so Temporal retries with backoff. Each attempt is recorded."""
         attempt = activity.info().attempt
         async with self.sessions() as session:
-            delivery = await session.get(WebhookDelivery, delivery_id)
-            endpoint = await session.get(WebhookEndpoint, delivery.endpoint_id) if delivery else None
+            delivery = await repository.get_delivery(session, delivery_id)
+            endpoint = await repository.endpoint_of(session, delivery) if delivery else None
         if delivery is None or endpoint is None or delivery.status != "pending":
             return
         if endpoint.removed_at is not None:
@@ -158,16 +158,12 @@ class WebhookActivities:
     ) -> None:
         """The attempt row and the delivery's state after it, in one transaction."""
         async with self.sessions() as session, session.begin():
-            delivery = await session.get(WebhookDelivery, delivery_id, with_for_update=True)
+            delivery = await repository.get_delivery(session, delivery_id, for_update=True)
             if delivery is None:
                 return
-            seen = await session.scalar(
-                select(WebhookAttempt.id).where(
-                    WebhookAttempt.delivery_id == delivery_id, WebhookAttempt.attempt == attempt
-                )
-            )
-            if seen is None:
-                session.add(
+            if not await repository.has_attempt(session, delivery_id, attempt):
+                await repository.add(
+                    session,
                     WebhookAttempt(
                         id=str(uuid.uuid4()),
                         delivery_id=delivery_id,
@@ -176,7 +172,7 @@ class WebhookActivities:
                         duration_ms=duration_ms,
                         status_code=status_code,
                         error=error,
-                    )
+                    ),
                 )
                 delivery.attempts += 1
             delivery.last_status_code, delivery.last_error = status_code, error
@@ -189,7 +185,7 @@ class WebhookActivities:
         self, delivery_id: str, status: str, status_code: int | None, error: str | None
     ) -> None:
         async with self.sessions() as session, session.begin():
-            delivery = await session.get(WebhookDelivery, delivery_id, with_for_update=True)
+            delivery = await repository.get_delivery(session, delivery_id, for_update=True)
             if delivery is None or delivery.status != "pending":
                 return
             delivery.status = status

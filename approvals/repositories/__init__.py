@@ -1,0 +1,2 @@
+"""Queries over the approvals package's records, one module per domain (approvals, ledger, webhooks).
+Callers own the transaction: these functions read, add and flush, never commit."""
