@@ -12,6 +12,7 @@ import asyncio
 import json
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -41,12 +42,13 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
 
 from agents.playbook import run_input, tool_results
+from agents.provenance import Record
 from agents.spec import FINAL_ANSWER, AgentSpec, Facts
-from approvals.policy import PolicyStore, Verdict
+from approvals.policy import PolicyStore, Verdict, evaluate_with_facts, evaluate_without_facts
 from countersign.hashing import canonical_hash
 from countersign.telemetry import RUN_ID, tracer
 from tools.business import BusinessStore
-from tools.registry import BusinessTool, ToolContext, load_all
+from tools.registry import BusinessTool, ToolContext, fact_lookup, load_all
 
 log = logging.getLogger("countersign.agents")
 
@@ -101,12 +103,17 @@ class LedgerEntry:
     id: str
     type: str
     data: dict[str, Any]
+    # A judged tool call, kept (outside the ledger) so `countersign policy diff` can judge it again.
+    replay: dict[str, Any] | None = None
 
 
 class EventSink(Protocol):
     """Where nodes report what happened (the audit ledger): a node's events are written in one transaction."""
 
     async def __call__(self, ctx: RunContext, events: Sequence[LedgerEntry]) -> None: ...
+
+
+FACT_CACHE_RUNS = 256
 
 
 @dataclass
@@ -124,11 +131,23 @@ class AgentServices:
     prices: dict[str, dict[str, float]] = field(default_factory=dict)
     capture_content: bool = False
     seen_policies: set[str] = field(default_factory=set)
+    # Per run, the facts its policy checks looked up: a run sees one answer per fact (bounded: recent runs).
+    fact_caches: OrderedDict[str, dict[str, Any]] = field(default_factory=OrderedDict)
     model_timeout: timedelta = timedelta(seconds=60)
     model_attempts: int = 3
     tool_timeout: timedelta = timedelta(seconds=30)
     heartbeat: timedelta = timedelta(seconds=10)
     step_deadline: timedelta = timedelta(minutes=30)
+
+    def facts_of(self, run_id: str) -> dict[str, Any]:
+        """The fact cache of one run (the least recently used run's is dropped past ``FACT_CACHE_RUNS``)."""
+        cache = self.fact_caches.pop(run_id, None)
+        if cache is None:
+            cache = {}
+            while len(self.fact_caches) >= FACT_CACHE_RUNS:
+                self.fact_caches.popitem(last=False)
+        self.fact_caches[run_id] = cache
+        return cache
 
     def label(self, agent: str) -> str:
         """The provider string of the agent's model."""
@@ -402,7 +421,9 @@ def escalate(
     """The state update that hands the run to a person: an ``escalate_to_person`` request, gated as the
     policy says or, whatever it says, for the agent owner's role."""
     policy = services.policy.current
-    verdict = policy.evaluate(
+    verdict = evaluate_without_facts(
+        policy,
+        "an escalation does not wait for look-ups",
         tool="escalate_to_person",
         kind="write",
         args={"reason": reason},
@@ -466,7 +487,7 @@ async def _verdicts(
     """The verdict of each tool call of ``ai``, and the ledger events that record them. Rules see the run's
     input and its earlier calls, counting the calls of this turn that go ahead as they are judged."""
     calls = {name: {"count": 0, "sum_amount": 0.0} for name in spec.tools()} | earlier_calls(history)
-    run_context = {"input": run_input(history), "calls": calls}
+    given = run_input(history)
     granted, all_tools = spec.tools(), load_all()
     events: list[LedgerEntry] = []
     # A stat per turn and, when the file changed, a CEL compile: both off the event loop.
@@ -482,8 +503,12 @@ async def _verdicts(
             )
         )
     verdicts: dict[str, dict[str, Any]] = {}
+    record = Record(history, {name: t.untrusted for name, t in all_tools.items() if t.untrusted})
+    lookup = fact_lookup(services.store, ctx["tenant_id"], services.facts_of(ctx["run_id"]))
     for call in ai.tool_calls if ai else []:
+        origins = record.of(call["args"]) if isinstance(call["args"], dict) else {}
         call_id = str(call["id"])
+        replay: dict[str, Any] | None = None
         tool = granted.get(call["name"])
         if tool is None:
             reason = (
@@ -499,15 +524,33 @@ async def _verdicts(
                 reason = f"invalid arguments: {e.errors(include_url=False, include_input=False)}"
                 verdict = Verdict(outcome="deny", rule="schema", policy_version=policy.version, reason=reason)
             else:
-                verdict = policy.evaluate(
+                seen_run = {"input": given, "calls": {k: dict(v) for k, v in calls.items()}}
+                verdict = await evaluate_with_facts(
+                    policy,
+                    lookup,
                     tool=tool.name,
                     kind=tool.kind,
                     args=dict(call["args"]),
                     agent=spec.name,
                     tenant=ctx["tenant_id"],
                     caller=ctx["caller"],
-                    run=run_context,
+                    run=seen_run,
+                    provenance=origins,
                 )
+                replay = {
+                    "id": f"{ctx['run_id']}:{call_id}",
+                    "tenant_id": ctx["tenant_id"],
+                    "run_id": ctx["run_id"],
+                    "agent": spec.name,
+                    "caller": ctx["caller"],
+                    "tool": tool.name,
+                    "kind": tool.kind,
+                    "arguments": dict(call["args"]),
+                    "context": {"run": seen_run, "provenance": origins, "facts": verdict.facts},
+                    "outcome": verdict.outcome,
+                    "rule": verdict.rule,
+                    "policy_version": verdict.policy_version,
+                }
                 if verdict.outcome != "deny":
                     _count(calls, tool.name, dict(call["args"]))
         verdicts[call_id] = verdict.to_dict()
@@ -533,9 +576,15 @@ async def _verdicts(
             "verdict": verdict.outcome,
             "rule": verdict.rule,
             "policy_version": verdict.policy_version,
+            "provenance": origins,
+            **({"facts": verdict.facts} if verdict.facts else {}),
             **({"policy_error": verdict.error} if verdict.error else {}),
         }
-        events.append(LedgerEntry(id=f"{ctx['run_id']}:{call_id}:proposed", type="tool.proposed", data=data))
+        events.append(
+            LedgerEntry(
+                id=f"{ctx['run_id']}:{call_id}:proposed", type="tool.proposed", data=data, replay=replay
+            )
+        )
         if verdict.outcome == "deny":
             events.append(
                 LedgerEntry(

@@ -26,7 +26,7 @@ from approvals.policy import PolicyStore
 from countersign import telemetry
 from countersign.db import make_engine, read_only, session_factory
 from countersign.settings import Settings
-from tools.registry import signatures
+from tools.registry import fact_signatures, signatures
 from workers.client import API_RETRIES, connect
 
 log = logging.getLogger("countersign.api")
@@ -117,7 +117,7 @@ def create_app(
         app.state.jwt = await asyncio.to_thread(JwtVerifier, settings)
         app.state.run_limiter = TokenBucket(settings.runs_per_minute)
         app.state.policy = await asyncio.to_thread(
-            PolicyStore, settings.policy_path, settings.known_roles(), signatures()
+            PolicyStore, settings.policy_path, settings.known_roles(), signatures(), fact_signatures()
         )
         if sessions is None:
             engine = make_engine(settings.resolved_database_url())

@@ -181,3 +181,29 @@ class WebhookAttempt(Base):
     duration_ms: Mapped[int]
     status_code: Mapped[int | None]
     error: Mapped[str | None] = mapped_column(String(500))
+
+
+class PolicyCall(Base):
+    """A tool call as the policy judged it: what it saw (arguments, run context, provenance, facts) and its
+    verdict. Kept outside the ledger (it holds arguments, which may be personal) so ``countersign policy
+    diff`` can judge recorded calls again under another policy."""
+
+    __tablename__ = "policy_calls"
+    __table_args__ = (Index("ix_policy_calls_created", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(200), primary_key=True)  # run id : tool call id
+    # No foreign keys, like the ledger: the row is written in the ledger's transaction, and a key check
+    # would take a lock on the run that status writes hold while they wait for the ledger's head.
+    tenant_id: Mapped[str] = mapped_column(String(64))
+    run_id: Mapped[str] = mapped_column(String(36), index=True)
+    agent: Mapped[str] = mapped_column(String(100))
+    caller: Mapped[str] = mapped_column(String(200))
+    tool: Mapped[str] = mapped_column(String(100))
+    kind: Mapped[str] = mapped_column(String(10))
+    arguments: Mapped[dict[str, Any]]
+    # run (input, earlier calls), provenance and the facts the verdict relied on
+    context: Mapped[dict[str, Any]]
+    outcome: Mapped[str] = mapped_column(String(20))
+    rule: Mapped[str] = mapped_column(String(200))
+    policy_version: Mapped[str] = mapped_column(String(80))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

@@ -7,8 +7,12 @@ A policy is a YAML file with a ``rules:`` list and an optional ``defaults:`` map
 Evaluation:
 
 - Rules are tried in file order; the first rule whose ``tool`` matches and whose ``when`` is true wins.
-- ``when`` sees ``args`` (the tool arguments, as their JSON form), ``agent``, ``tenant``, ``caller`` and
-  ``tool``. Numbers compare by value whatever their JSON type, so ``args.amount > 100`` holds for both
+- ``when`` sees ``args`` (the tool arguments, as their JSON form), ``agent``, ``tenant``, ``caller``,
+  ``tool``, ``lists`` (the file's named values), ``run`` (the run's input and its earlier calls),
+  ``provenance`` (where each argument's value came from: see :data:`PROVENANCE`) and ``fact`` (named, typed
+  look-ups into the tenant's data that the tools layer provides: ``fact.order_customer(args.order_id)``).
+  Facts are resolved on demand by :func:`evaluate_with_facts`; the values a verdict relied on are recorded
+  in it. Numbers compare by value whatever their JSON type, so ``args.amount > 100`` holds for both
   ``250`` and ``250.0`` (plain CEL refuses to compare an int with a double).
 - Evaluation fails closed. A ``when`` that fails at run time (a missing key such as ``args.amout``, a type
   error) or yields anything but a boolean stops evaluation: the call requires approval from
@@ -16,7 +20,8 @@ Evaluation:
   policy has no defaults), with the error recorded in the verdict. A later ``allow`` is never reached.
 - Arguments are checked before any rule runs: only JSON (no NaN or infinities, bytes or sets), at most
   ``MAX_ARGS_BYTES`` as JSON and ``MAX_DEPTH`` levels deep; anything else is denied with the reason. A
-  condition is at most ``MAX_CONDITION_CHARS`` long, so evaluation is bounded by both sizes.
+  condition is at most ``MAX_CONDITION_CHARS`` long and runs at most ``MAX_CONDITION_STEPS`` evaluation steps
+  (and ``MAX_CONDITION_SECONDS``); one that runs longer fails closed like any other error.
 - A glob ``allow`` rule matches read tools only: a write tool named ``get_...`` is not allowed by
   ``tool: "get_*"`` unless the rule says ``kind: write`` (or ``any``). Rules naming one tool exactly, and
   deny and approval rules (which can only make a call safer), match tools of any kind unless ``kind`` says
@@ -42,7 +47,8 @@ import os
 import re
 import sys
 import threading
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self, get_args
@@ -68,6 +74,12 @@ from pydantic_core import to_jsonable_python
 __all__ = [
     "ApprovalRule",
     "declared_roles",
+    "evaluate_with_facts",
+    "evaluate_without_facts",
+    "FactCatalog",
+    "FactNeeded",
+    "FactSignature",
+    "fact_key",
     "AllowRule",
     "DenyRule",
     "Policy",
@@ -92,11 +104,20 @@ ToolKind = Literal["read", "write"]
 DEFAULT_TTL_SECONDS = 24 * 3600
 DEFAULT_READ_RULE = "default:read"
 DEFAULT_WRITE_RULE = "default:write"
-CEL_VARIABLES = ("args", "agent", "tenant", "caller", "tool", "lists", "run")
+CEL_VARIABLES = ("args", "agent", "tenant", "caller", "tool", "lists", "run", "provenance", "fact")
 GUARD_RULE = "guard:input"
 MAX_ARGS_BYTES = 64 * 1024
 MAX_DEPTH = 20
 MAX_CONDITION_CHARS = 2000
+# Each step is one node of the condition's syntax tree visited; comprehensions over a 64 KiB argument stay
+# far below it, a nested comprehension over a large list does not. The time cap is the backstop.
+MAX_CONDITION_STEPS = 10_000
+MAX_CONDITION_SECONDS = 0.5
+MAX_FACTS_PER_CALL = 16
+# Where an argument's value came from, most trusted first (see agents/provenance.py for how it is computed):
+# the run's input (the trigger), the tenant's own records, a person (an approver's edit), text a customer or
+# a third party wrote (untrusted), the model alone, or not known (the caller did not compute it).
+PROVENANCE = ("input", "tenant", "person", "untrusted", "model", "unknown")
 
 
 class PolicyError(Exception):
@@ -122,6 +143,8 @@ class Verdict:
     escalate_to: tuple[str, ...] = ()
     error: str | None = None  # a condition that could not be evaluated: the verdict is the fail-closed one
     notify: tuple[str, ...] = ()  # roles told that an allowed call ran
+    # The facts the verdict relied on, ``name(args)`` -> value: what the gate saw of the tenant's data.
+    facts: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """A plain, JSON-ready dict (tuples become lists)."""
@@ -349,11 +372,51 @@ _CEL_FUNCTIONS |= {
 }
 
 
+class _Budget:
+    """The steps and the time one condition may still use; shared by the evaluators of its comprehensions."""
+
+    def __init__(self) -> None:
+        self.steps = MAX_CONDITION_STEPS
+        self.deadline = time.monotonic() + MAX_CONDITION_SECONDS
+
+
+class _BudgetSpent(Exception):
+    """A condition ran past its step or time cap."""
+
+
+class _BoundedEvaluator(celpy.evaluation.Evaluator):
+    """celpy's interpreter, counting the syntax-tree nodes it visits against the condition's budget."""
+
+    budget: _Budget
+
+    def _visit_tree(self, tree: Any) -> Any:
+        # lark calls this for the root and for every child subtree: the one place that sees every node.
+        budget = self.budget
+        budget.steps -= 1
+        if budget.steps < 0:
+            raise _BudgetSpent(f"the condition ran more than {MAX_CONDITION_STEPS} steps")
+        if budget.steps % 256 == 0 and time.monotonic() > budget.deadline:
+            raise _BudgetSpent(f"the condition ran longer than {MAX_CONDITION_SECONDS} s")
+        return super()._visit_tree(tree)
+
+    def sub_evaluator(self, ast: Any) -> celpy.evaluation.Evaluator:
+        sub = _BoundedEvaluator(ast, activation=self.activation)
+        sub.budget = self.budget
+        return sub
+
+
+class _BoundedRunner(celpy.InterpretedRunner):
+    def evaluate(self, context: Any) -> celtypes.Value:
+        evaluator = _BoundedEvaluator(ast=self.ast, activation=self.new_activation())
+        evaluator.budget = _Budget()
+        return evaluator.evaluate(context)
+
+
 def _cel_environment() -> celpy.Environment:
     # celpy.Environment() sets the interpreter's recursion limit to 2500, even downwards; keep the
     # process's limit if it was higher.
     limit = sys.getrecursionlimit()
-    env = celpy.Environment()
+    env = celpy.Environment(runner_class=_BoundedRunner)
     sys.setrecursionlimit(max(limit, sys.getrecursionlimit()))
     return env
 
@@ -405,6 +468,137 @@ def _args_problem(args: object) -> tuple[str | None, Any]:
         return None, json_to_cel(plain)
     except (ValueError, OverflowError) as exc:  # integers beyond 64 bits
         return f"arguments hold a value the policy cannot represent: {exc}", None
+
+
+# --- Facts -------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FactSignature:
+    """What the policy may know of a fact: its parameters' and its value's JSON types, and what it means."""
+
+    params: tuple[str, ...]
+    returns: str
+    description: str = ""
+
+
+FactCatalog = Mapping[str, FactSignature]
+
+
+class FactNeeded(Exception):
+    """Raised by :meth:`Policy.evaluate` when a condition reads a fact it was not given."""
+
+    def __init__(self, name: str, args: list[Any]) -> None:
+        super().__init__(f"fact {fact_key(name, args)} is needed")
+        self.name = name
+        self.arguments = args
+
+
+@dataclass(frozen=True)
+class FactFailed:
+    """A fact whose look-up failed: a condition that reads it fails closed with this error."""
+
+    error: str
+
+
+def fact_key(name: str, args: list[Any]) -> str:
+    """How a fact and its arguments are named in verdicts and caches: ``order_customer("O-5002")``."""
+    return f"{name}({', '.join(json.dumps(a, sort_keys=True, ensure_ascii=False) for a in args)})"
+
+
+class _FactTable(celtypes.MapType):
+    """The ``fact`` variable of one evaluation: the values already known, and the ones conditions read."""
+
+    def __init__(self, known: Mapping[str, Any]) -> None:
+        super().__init__()
+        self.known = known
+        self.used: dict[str, Any] = {}
+        self.missing: list[tuple[str, list[Any]]] = []
+
+
+def _fact_function(name: str) -> Callable[..., Any]:
+    def call(table: Any, *args: Any) -> Any:
+        if not isinstance(table, _FactTable):
+            raise TypeError(f"no such overload: {name}() is a fact, called as fact.{name}(...)")
+        plain = [_plain(a) for a in args]
+        key = fact_key(name, plain)
+        if key in table.known:
+            value = table.known[key]
+        elif name in table.known:  # a policy test case may give one value for every call of a fact
+            value = table.known[name]
+        else:
+            # An error value, not an exception: `false && fact.x(...)` is decided without the fact, as CEL's
+            # logical operators absorb errors. Only a condition whose value needs it asks for the look-up.
+            table.missing.append((name, plain))
+            if len(table.missing) > 1:
+                # Once one look-up is due the evaluation is repeated anyway; stop here (celpy's error values
+                # grow with every one an expression combines, so many of them are slow).
+                raise FactNeeded(name, plain)
+            return celpy.evaluation.CELEvalError(f"fact {key} is not known yet")
+        if isinstance(value, FactFailed):
+            raise _FactError(f"fact {key} could not be looked up: {value.error}")
+        table.used[key] = value
+        return json_to_cel(value)
+
+    return call
+
+
+class _FactError(Exception):
+    """A fact a condition read could not be looked up."""
+
+
+def _plain(value: Any) -> Any:
+    """A CEL value as plain JSON (a fact's argument)."""
+    if isinstance(value, celtypes.BoolType):
+        return bool(value)
+    if isinstance(value, celtypes.IntType | celtypes.UintType):
+        return int(value)
+    if isinstance(value, celtypes.DoubleType):
+        return float(value)
+    if isinstance(value, celtypes.StringType):
+        return str(value)
+    if isinstance(value, celtypes.ListType):
+        return [_plain(v) for v in value]
+    if isinstance(value, celtypes.MapType):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if value is None or isinstance(value, celtypes.NullType):
+        return None
+    raise TypeError(f"no such overload: a fact takes JSON values, not {type(value).__name__}")
+
+
+_FACT_CALL = re.compile(r"(?<![\w.])fact\s*\.\s*([A-Za-z_]\w*)\s*\(")
+
+
+async def evaluate_with_facts(
+    policy: Policy, lookup: Callable[[str, list[Any]], Awaitable[Any]], **call: Any
+) -> Verdict:
+    """:meth:`Policy.evaluate`, looking up each fact a condition reads with ``lookup(name, args)`` (at most
+    ``MAX_FACTS_PER_CALL``; a look-up that raises makes the condition fail closed)."""
+    known: dict[str, Any] = dict(call.pop("facts", None) or {})
+    while True:  # ends: each pass either decides or learns one more fact, and a failed fact decides
+        try:
+            return policy.evaluate(facts=known, **call)
+        except FactNeeded as need:
+            key = fact_key(need.name, need.arguments)
+            if len(known) >= MAX_FACTS_PER_CALL:
+                known[key] = FactFailed(f"more than {MAX_FACTS_PER_CALL} facts read for one call")
+                continue
+            try:
+                known[key] = await lookup(need.name, need.arguments)
+            except Exception as exc:  # any look-up failure fails the condition closed; it is recorded
+                logger.warning("policy fact %s failed: %s", key, exc)
+                known[key] = FactFailed(f"{type(exc).__name__}: {str(exc)[:200]}")
+
+
+def evaluate_without_facts(policy: Policy, reason: str, **call: Any) -> Verdict:
+    """:meth:`Policy.evaluate` where no fact can be looked up (``reason`` says why): a condition that reads
+    one fails closed, as if its look-up had failed."""
+    known: dict[str, Any] = dict(call.pop("facts", None) or {})
+    while True:  # ends: each pass decides or marks one more fact failed, and reading a failed fact decides
+        try:
+            return policy.evaluate(facts=known, **call)
+        except FactNeeded as need:
+            known[fact_key(need.name, need.arguments)] = FactFailed(reason)
 
 
 # --- Policy ------------------------------------------------------------------------------------------------
@@ -488,11 +682,17 @@ class Policy:
         tenant: str,
         caller: str,
         run: Mapping[str, Any] | None = None,
+        provenance: Mapping[str, str] | None = None,
+        facts: Mapping[str, Any] | None = None,
     ) -> Verdict:
         """The verdict of the first matching rule, or the default for the tool's kind; fails closed.
 
         ``run`` is what a rule may know of the run: ``input`` (what the trigger asked) and ``calls``: per
         tool, the ``count`` of its earlier calls in the run and the ``sum_amount`` of their ``amount``.
+        ``provenance`` says, per argument, where its value came from (one of :data:`PROVENANCE`; an argument
+        it does not name is ``unknown``). ``facts`` holds fact values by :func:`fact_key`; a condition that
+        reads a fact not given raises :class:`FactNeeded` (:func:`evaluate_with_facts` looks it up and
+        evaluates again). The facts the verdict relied on are recorded in it.
         """
         if not isinstance(tool, str) or not tool:
             return self._refuse(f"the tool name must be a non-empty string, not {tool!r:.80}")
@@ -509,7 +709,10 @@ class Policy:
             "tool": celtypes.StringType(tool),
             "lists": self._lists,
             "run": _run_to_cel(run, agent, caller, tool),
+            "provenance": _provenance_to_cel(args, provenance),
+            "fact": (table := _FactTable(facts or {})),
         }
+        verdict = self._default_read if kind == "read" else self._default_write
         for item in self._compiled:
             if not fnmatch.fnmatchcase(tool, item.rule.tool) or not item.rule.matches_kind(kind):
                 continue
@@ -517,11 +720,13 @@ class Policy:
                 try:
                     holds = _condition_holds(item, activation)
                 except _ConditionError as exc:
-                    return self._failed_closed(item.rule, str(exc))
+                    verdict = self._failed_closed(item.rule, str(exc))
+                    break
                 if not holds:
                     continue
-            return item.verdict
-        return self._default_read if kind == "read" else self._default_write
+            verdict = item.verdict
+            break
+        return dataclasses.replace(verdict, facts=dict(table.used)) if table.used else verdict
 
     def _refuse(self, reason: str) -> Verdict:
         logger.warning("policy: call refused before any rule ran: %s", reason)
@@ -565,17 +770,30 @@ def _run_to_cel(run: Mapping[str, Any] | None, agent: str, caller: str, tool: st
     return cel if problem is None else json_to_cel({"agent": str(agent), "caller": str(caller)})
 
 
+def _provenance_to_cel(args: Mapping[str, Any], provenance: Mapping[str, str] | None) -> Any:
+    given = provenance or {}
+    return json_to_cel(
+        {str(name): given[name] if given.get(name) in PROVENANCE else "unknown" for name in args}
+    )
+
+
 class _ConditionError(Exception):
     """A ``when`` that failed at run time or yielded something other than a boolean."""
 
 
 def _condition_holds(item: _CompiledRule, activation: dict[str, Any]) -> bool:
     assert item.program is not None
+    table: _FactTable = activation["fact"]
+    table.missing.clear()
     try:
         result = item.program.evaluate(activation)
     except Exception as exc:  # celpy raises CELEvalError, but a Python error can leak from its internals
+        if table.missing:
+            raise FactNeeded(*table.missing[0]) from exc
         raise _ConditionError(f"{type(exc).__name__}: {str(exc)[:300]}") from exc
     if isinstance(result, Exception):  # celpy can return its error value instead of raising it
+        if table.missing:
+            raise FactNeeded(*table.missing[0])
         raise _ConditionError(f"{type(result).__name__}: {str(result)[:300]}")
     if not isinstance(result, celtypes.BoolType):
         raise _ConditionError(f"the condition yielded {type(result).__name__}, not a boolean")
@@ -643,7 +861,12 @@ def _check_roles(roles: tuple[str, ...], field: str, known_roles: set[str]) -> s
 
 
 def _build(
-    text: str, version: str, known_roles: set[str], source: str | None, tools: ToolCatalog | None = None
+    text: str,
+    version: str,
+    known_roles: set[str],
+    source: str | None,
+    tools: ToolCatalog | None = None,
+    facts: FactCatalog | None = None,
 ) -> Policy:
     prefix = f"policy {source}: " if source else "policy: "
 
@@ -711,7 +934,10 @@ def _build(
         program: celpy.Runner | None = None
         if rule.when is not None:
             try:
-                program = env.program(env.compile(rule.when), functions=_CEL_FUNCTIONS)
+                functions = _CEL_FUNCTIONS | {
+                    name: _fact_function(name) for name in _FACT_CALL.findall(_STRING.sub('""', rule.when))
+                }
+                program = env.program(env.compile(rule.when), functions=functions)
             except Exception as exc:  # CELParseError mostly; lark can raise others on odd input
                 raise fail(f"{label}: `when` is not valid CEL: {exc}") from exc
         if rule.when is not None:
@@ -722,6 +948,10 @@ def _build(
             problem = _check_tools(rule, tools)
             if problem:
                 raise fail(f"{label}: {problem}")
+        if facts is not None and rule.when is not None:
+            problem = _fact_problem(rule.when, facts)
+            if problem:
+                raise fail(f"{label}: {problem}")
         compiled.append(_CompiledRule(rule=rule, program=program, verdict=_rule_verdict(rule, version)))
     return Policy(version=version, compiled=tuple(compiled), defaults=defaults, lists=lists)
 
@@ -730,16 +960,21 @@ def _version(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
-def parse_policy(text: str, known_roles: set[str], tools: ToolCatalog | None = None) -> Policy:
+def parse_policy(
+    text: str, known_roles: set[str], tools: ToolCatalog | None = None, facts: FactCatalog | None = None
+) -> Policy:
     """Validate and compile a policy from YAML text; its version is the SHA-256 of the UTF-8 text. With
-    ``tools`` (the registered tools), every rule is also checked against the tools it matches.
+    ``tools`` (the registered tools), every rule is also checked against the tools it matches; with
+    ``facts`` (the registered facts), every fact a condition reads must exist and get its arguments.
 
     Raises :class:`PolicyError` naming the rule and the problem.
     """
-    return _build(text, _version(text.encode("utf-8")), known_roles, source=None, tools=tools)
+    return _build(text, _version(text.encode("utf-8")), known_roles, source=None, tools=tools, facts=facts)
 
 
-def load_policy(path: Path, known_roles: set[str], tools: ToolCatalog | None = None) -> Policy:
+def load_policy(
+    path: Path, known_roles: set[str], tools: ToolCatalog | None = None, facts: FactCatalog | None = None
+) -> Policy:
     """Validate and compile the policy file at ``path``; its version is the SHA-256 of the file's bytes.
 
     Raises :class:`PolicyError` naming the file, the rule and the problem.
@@ -752,7 +987,7 @@ def load_policy(path: Path, known_roles: set[str], tools: ToolCatalog | None = N
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise PolicyError(f"policy {path}: not UTF-8: {exc}") from exc
-    return _build(text, _version(data), known_roles, source=str(path), tools=tools)
+    return _build(text, _version(data), known_roles, source=str(path), tools=tools, facts=facts)
 
 
 def declared_roles(path: Path) -> set[str]:
@@ -790,6 +1025,11 @@ _COMPARE = re.compile(
     r"(?<![\w.])args\.([A-Za-z_]\w*)\s*(?:==|!=|<=|>=|<|>)\s*(\"[^\"]*\"|'[^']*'|-?\d+(?:\.\d+)?|true|false)"
     r"|(\"[^\"]*\"|'[^']*'|-?\d+(?:\.\d+)?|true|false)\s*(?:==|!=|<=|>=|<|>)\s*args\.([A-Za-z_]\w*)"
 )
+_PROVENANCE_READ = re.compile(r"(?<![\w.])provenance\s*\.\s*([A-Za-z_]\w*)")
+_PROVENANCE_COMPARE = re.compile(
+    r"(?<![\w.])provenance\.\w+\s*(?:==|!=)\s*(\"[^\"]*\"|'[^']*')"
+    r"|(\"[^\"]*\"|'[^']*')\s*(?:==|!=)\s*provenance\.\w+"
+)
 CEL_FUNCTIONS = frozenset(
     {
         "has", "size", "int", "uint", "double", "string", "bytes", "bool", "type", "dyn", "duration",
@@ -821,7 +1061,7 @@ def _condition_problem(rule: Rule, tools: list[tuple[str, ToolSignature]]) -> st
     """Why ``rule``'s condition cannot be right for the tools it matches: an argument none of them has, a
     comparison of an argument with a literal of another type, or a function CEL does not have."""
     assert rule.when is not None
-    code = _STRING.sub('""', rule.when)
+    code = _FACT_CALL.sub("(", _STRING.sub('""', rule.when))
     for match in _CALL.finditer(code):
         if match.group(1) not in CEL_FUNCTIONS:
             return f"`when` calls an unknown function {match.group(1)}()"
@@ -830,6 +1070,13 @@ def _condition_problem(rule: Rule, tools: list[tuple[str, ToolSignature]]) -> st
         if not any(name in sig.args for _, sig in tools):
             names = ", ".join(sorted({a for _, sig in tools for a in sig.args}))
             return f"`when` reads args.{name}, an argument {rule.tool} does not have (it has: {names})"
+    for match in _PROVENANCE_READ.finditer(rule.when):
+        if not any(match.group(1) in sig.args for _, sig in tools):
+            return f"`when` reads provenance.{match.group(1)}, an argument {rule.tool} does not have"
+    for match in _PROVENANCE_COMPARE.finditer(rule.when):
+        value = (match.group(1) or match.group(2))[1:-1]
+        if value not in PROVENANCE:
+            return f"`when` compares a provenance with {value!r}, which is not one of {', '.join(PROVENANCE)}"
     for match in _COMPARE.finditer(rule.when):
         name, literal = (
             (match.group(1), match.group(2)) if match.group(1) else (match.group(4), match.group(3))
@@ -838,6 +1085,38 @@ def _condition_problem(rule: Rule, tools: list[tuple[str, ToolSignature]]) -> st
             declared = sig.args.get(name)
             if declared is not None and not _compatible(declared, _literal_type(literal)):
                 return f"`when` compares args.{name} ({declared} in {tool}) with {literal}"
+    return None
+
+
+def _call_arity(code: str, open_at: int) -> int:
+    """How many arguments the call whose ``(`` is at ``open_at`` has (strings already blanked)."""
+    depth, commas, empty = 0, 0, True
+    for char in code[open_at + 1 :]:
+        if char in "([{":
+            depth += 1
+        elif char in ")]}":
+            if depth == 0:
+                break
+            depth -= 1
+        elif char == "," and depth == 0:
+            commas += 1
+        if not char.isspace() and not (depth == 0 and char in ")]}"):
+            empty = False
+    return 0 if empty else commas + 1
+
+
+def _fact_problem(when: str, facts: FactCatalog) -> str | None:
+    """Why a condition's facts cannot be right: a fact nobody provides, or the wrong number of arguments."""
+    code = _STRING.sub('""', when)
+    for match in _FACT_CALL.finditer(code):
+        name = match.group(1)
+        sig = facts.get(name)
+        if sig is None:
+            known = ", ".join(sorted(facts)) or "none"
+            return f"`when` reads fact.{name}, which no tool provides (facts: {known})"
+        given = _call_arity(code, match.end() - 1)
+        if given != len(sig.params):
+            return f"`when` calls fact.{name} with {given} argument(s); it takes {len(sig.params)}"
     return None
 
 
@@ -870,6 +1149,12 @@ class PolicyCase(_Model):
     caller: StrictStr = "policy-test"
     kind: Literal["read", "write"] | None = None
     run: dict[str, Any] = Field(default_factory=dict)
+    # Where each argument came from (see PROVENANCE); an argument not named is "unknown".
+    provenance: dict[str, Literal["input", "tenant", "person", "untrusted", "model", "unknown"]] = Field(
+        default_factory=dict
+    )
+    # Fact values by name (every call of the fact) or by call, e.g. 'order_customer("O-5002")'.
+    facts: dict[str, Any] = Field(default_factory=dict)
     expect: dict[str, Any]
 
 
@@ -902,15 +1187,23 @@ def run_policy_tests(
             raise PolicyError(f"policy tests: cases[{index}]: {_describe(exc)}") from exc
         known = tools.get(case.tool) if tools else None
         kind: ToolKind = case.kind or ("read" if known is not None and known.kind == "read" else "write")
-        verdict = policy.evaluate(
-            tool=case.tool,
-            kind=kind,
-            args=case.args,
-            agent=case.agent,
-            tenant=case.tenant,
-            caller=case.caller,
-            run=case.run,
-        )
+        try:
+            verdict = policy.evaluate(
+                tool=case.tool,
+                kind=kind,
+                args=case.args,
+                agent=case.agent,
+                tenant=case.tenant,
+                caller=case.caller,
+                run=case.run,
+                provenance=case.provenance,
+                facts=case.facts,
+            )
+        except FactNeeded as need:
+            raise PolicyError(
+                f"policy tests: case {case.name!r} reads fact {fact_key(need.name, need.arguments)}: "
+                "give it in `facts:`"
+            ) from need
         reached.add(verdict.rule)
         got = verdict.to_dict()
         wrong = [
@@ -931,7 +1224,13 @@ _Signature = tuple[int, int, int]
 class PolicyStore:
     """Holds the last good policy; reload() keeps it when the file is bad."""
 
-    def __init__(self, path: Path, known_roles: set[str], tools: ToolCatalog | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        known_roles: set[str],
+        tools: ToolCatalog | None = None,
+        facts: FactCatalog | None = None,
+    ) -> None:
         """Load ``path`` at once (checked against ``tools`` when given); raise :class:`PolicyError` if this
         first load fails."""
         self._path = path
@@ -940,7 +1239,8 @@ class PolicyStore:
         self._lock = threading.Lock()
         # Stat before reading: an edit landing between the two is then seen by the next maybe_reload().
         self._signature = self._stat()
-        self._policy = load_policy(path, self._known_roles, tools)
+        self._facts = facts
+        self._policy = load_policy(path, self._known_roles, tools, facts)
 
     @property
     def path(self) -> Path:
@@ -965,7 +1265,7 @@ class PolicyStore:
             signature = self._stat()
             old = self._policy
             try:
-                policy = load_policy(self._path, self._known_roles, self._tools)
+                policy = load_policy(self._path, self._known_roles, self._tools, self._facts)
             except PolicyError as exc:
                 # Remember the bad file's signature so maybe_reload() does not retry (and log) every call.
                 self._signature = signature

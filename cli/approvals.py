@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import httpx
 import typer
 
+from cli.common import fail
 from countersign.settings import Settings
 
 app = typer.Typer(help="List, show and decide approval requests (over the API).", no_args_is_help=True)
@@ -28,11 +29,6 @@ ApiOption = Annotated[
 ]
 
 
-def _fail(message: str, code: int = 2) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code)
-
-
 def _key(settings: Settings, given: str | None) -> str:
     if given:
         return given
@@ -41,7 +37,7 @@ def _key(settings: Settings, given: str | None) -> str:
         keys = json.loads(keys_file.read_text())
         if "approver-alice" in keys:
             return str(keys["approver-alice"]["key"])
-    _fail("--key: give an approver's API key (or set COUNTERSIGN_API_KEY)")
+    fail("--key: give an approver's API key (or set COUNTERSIGN_API_KEY)")
     raise AssertionError
 
 
@@ -55,14 +51,14 @@ def _call(http: httpx.Client, method: str, path: str, **kw: Any) -> Any:
     try:
         r = http.request(method, path, **kw)
     except httpx.HTTPError as e:
-        _fail(f"cannot reach the API at {http.base_url}: {e}")
+        fail(f"cannot reach the API at {http.base_url}: {e}")
         raise
     if r.status_code >= 400:
         try:
             problem = r.json()
-            _fail(f"{problem.get('title')}: {problem.get('detail')}", 1)
+            fail(f"{problem.get('title')}: {problem.get('detail')}", 1)
         except ValueError:
-            _fail(f"the API answered {r.status_code}", 1)
+            fail(f"the API answered {r.status_code}", 1)
     return r.json()
 
 
@@ -168,7 +164,7 @@ def decide(
         if v
     ]
     if len(chosen) != 1:
-        _fail("give exactly one of --approve, --reject REASON, --edit JSON, --respond TEXT")
+        fail("give exactly one of --approve, --reject REASON, --edit JSON, --respond TEXT")
     body: dict[str, Any]
     if approve:
         body = {"action": "approve"}
@@ -180,18 +176,18 @@ def decide(
         try:
             arguments = json.loads(edit or "")
         except json.JSONDecodeError as e:
-            _fail(f"--edit: not valid JSON ({e.msg} at position {e.pos})")
+            fail(f"--edit: not valid JSON ({e.msg} at position {e.pos})")
             raise
         if not isinstance(arguments, dict):
-            _fail("--edit: must be a JSON object of the tool's arguments")
+            fail("--edit: must be a JSON object of the tool's arguments")
         body = {"action": "edit", "arguments": arguments}
     with _client(key, api_url) as http:
         item = _call(http, "GET", f"/v1/approvals/{request_id}")
         _show(item)
         if item["status"] != "pending":
-            _fail(f"the request is {item['status']}: nothing to decide", 1)
+            fail(f"the request is {item['status']}: nothing to decide", 1)
         if not yes and not typer.confirm(f"{body['action']} request {request_id}?"):
-            _fail("nothing decided", 1)
+            fail("nothing decided", 1)
         body["arguments_hash"] = item["arguments_hash"]
         result = _call(http, "POST", f"/v1/approvals/{request_id}/decisions", json=body)
     typer.echo(

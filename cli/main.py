@@ -15,35 +15,21 @@ import typer
 
 from cli import approvals as approvals_cli
 from cli import evaluate
+from cli import policy as policy_cli
+from cli.common import fail, json_arg
 from countersign.settings import Settings
 
 app = typer.Typer(help="Countersign: durable AI agents that ask before they act.", no_args_is_help=True)
 keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
-policy_app = typer.Typer(help="Check the approval policy.", no_args_is_help=True)
 audit_app = typer.Typer(help="Verify and export the audit ledger.", no_args_is_help=True)
 webhooks_app = typer.Typer(help="Add, list and remove a tenant's webhook endpoints.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 app.add_typer(webhooks_app, name="webhooks")
-app.add_typer(policy_app, name="policy")
+app.add_typer(policy_cli.app, name="policy")
 app.add_typer(audit_app, name="audit")
 app.add_typer(approvals_cli.app, name="approvals")
 app.add_typer(evaluate.app, name="eval")
 app.add_typer(evaluate.report_app, name="report")
-
-
-def _fail(message: str, code: int = 2) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code)
-
-
-def _json_arg(name: str, text: str) -> dict[str, Any]:
-    try:
-        value: Any = json.loads(text)
-    except json.JSONDecodeError as e:
-        _fail(f"{name}: not valid JSON ({e.msg} at position {e.pos})")
-    if not isinstance(value, dict):
-        _fail(f"{name}: must be a JSON object")
-    return dict(value)
 
 
 def _cli_actor() -> str:
@@ -101,7 +87,7 @@ def _api_key(settings: Settings, given: str | None) -> str:
     keys_file = settings.data_dir / "dev-keys.json"
     if keys_file.exists():
         return str(json.loads(keys_file.read_text())["trigger"]["key"])
-    _fail("--api-key (or COUNTERSIGN_API_KEY) is required when there are no dev keys")
+    fail("--api-key (or COUNTERSIGN_API_KEY) is required when there are no dev keys")
     raise AssertionError
 
 
@@ -118,7 +104,7 @@ def run(
     import httpx
 
     settings = Settings()
-    body = {"agent": agent, "input": _json_arg("--input", input)}
+    body = {"agent": agent, "input": json_arg("--input", input)}
     base = api_url or f"http://127.0.0.1:{settings.api_port}"
     headers = {"Authorization": f"Bearer {_api_key(settings, api_key)}"}
     if idempotency_key:
@@ -127,10 +113,10 @@ def run(
         try:
             r = http.post("/v1/runs", json=body)
         except httpx.HTTPError as e:
-            _fail(f"cannot reach the API at {base}: {e}")
+            fail(f"cannot reach the API at {base}: {e}")
         if r.status_code >= 400:
             problem = r.json()
-            _fail(f"{problem.get('title')}: {problem.get('detail')}", 1)
+            fail(f"{problem.get('title')}: {problem.get('detail')}", 1)
         run = r.json()
         deadline = time.monotonic() + 300
         while wait and run["status"] == "running" and time.monotonic() < deadline:
@@ -149,7 +135,7 @@ def _parse_expiry(text: str | None) -> dt.datetime | None:
     try:
         seconds = parse_duration(text)
     except (ValueError, TypeError) as e:
-        _fail(f"--expires-in: {e}")
+        fail(f"--expires-in: {e}")
     return dt.datetime.now(dt.UTC) + dt.timedelta(seconds=seconds)
 
 
@@ -173,10 +159,10 @@ def keys_create(
     known = settings.known_roles() | declared_roles(settings.policy_path)
     wanted = [*(role or []), *[r.strip() for r in (roles or "").split(",") if r.strip()]]
     if not wanted:
-        _fail("--role: give at least one role")
+        fail("--role: give at least one role")
     unknown = sorted(set(wanted) - known)
     if unknown:
-        _fail(f"--role: unknown role(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        fail(f"--role: unknown role(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
     expires_at = _parse_expiry(expires_in)
 
     async def go() -> tuple[str, str, str]:
@@ -207,20 +193,16 @@ def keys_create(
 @keys_app.command("list")
 def keys_list(tenant: Annotated[str | None, typer.Option(help="Only this tenant's keys")] = None) -> None:
     """List keys by prefix, with roles, status and last use."""
-    from sqlalchemy import select
-
     from countersign.db import make_engine, session_factory
     from countersign.models import ApiKey
+    from countersign.repositories import keys
 
     settings = Settings()
 
     async def go() -> list[ApiKey]:
         engine = make_engine(settings.resolved_database_url())
         async with session_factory(engine)() as s:
-            q = select(ApiKey).order_by(ApiKey.created_at)
-            if tenant:
-                q = q.where(ApiKey.tenant_id == tenant)
-            rows = list((await s.scalars(q)).all())
+            rows = await keys.oldest_first(s, tenant)
         await engine.dispose()
         return rows
 
@@ -239,12 +221,10 @@ def keys_revoke(
     key: Annotated[str, typer.Argument(help="The key's prefix (from `keys list`) or the key")],
 ) -> None:
     """Revoke a key: it is refused (401) from the next request on."""
-    from sqlalchemy import or_, select
-
     from api.auth import KEY_PREFIX, hash_key
     from approvals import audit
     from countersign.db import make_engine, session_factory, transaction, utcnow
-    from countersign.models import ApiKey
+    from countersign.repositories import keys
 
     settings = Settings()
     key = key.strip()
@@ -255,9 +235,7 @@ def keys_revoke(
     async def go() -> str | None:
         engine = make_engine(settings.resolved_database_url())
         async with transaction(session_factory(engine)) as s:
-            row = await s.scalar(
-                select(ApiKey).where(or_(ApiKey.prefix == prefix, ApiKey.key_hash == hash_key(key)))
-            )
+            row = await keys.by_prefix_or_hash(s, prefix, hash_key(key))
             if row is not None and row.revoked_at is None:
                 row.revoked_at = utcnow()
                 await audit.append(
@@ -275,7 +253,7 @@ def keys_revoke(
 
     done = asyncio.run(go())
     if done is None:
-        _fail(f"key: no key with prefix {prefix!r} (see `countersign keys list`)", 1)
+        fail(f"key: no key with prefix {prefix!r} (see `countersign keys list`)", 1)
     typer.echo(f"revoked {done}")
 
 
@@ -296,26 +274,24 @@ def webhooks_add(
     """Add an endpoint. Its signing secret is printed once."""
     from approvals import webhooks
     from countersign.db import make_engine, session_factory, transaction
-    from countersign.models import Tenant
+    from countersign.repositories import keys
 
     settings = Settings()
     unknown = sorted(set(event or ()) - set(webhooks.EVENT_TYPES))
     if unknown:
-        _fail(
-            f"--event: unknown event type(s) {', '.join(unknown)}; known: {', '.join(webhooks.EVENT_TYPES)}"
-        )
+        fail(f"--event: unknown event type(s) {', '.join(unknown)}; known: {', '.join(webhooks.EVENT_TYPES)}")
     if format not in webhooks.FORMATS:
-        _fail(f"--format: one of {', '.join(webhooks.FORMATS)}")
+        fail(f"--format: one of {', '.join(webhooks.FORMATS)}")
     try:
         asyncio.run(webhooks.check_url(url, allow_private=settings.webhook_allow_private))
     except webhooks.UnsafeUrl as e:
-        _fail(f"--url: {e}")
+        fail(f"--url: {e}")
 
     async def go() -> tuple[str, str, list[str]] | None:
         engine = make_engine(settings.resolved_database_url())
         try:
             async with transaction(session_factory(engine)) as s:
-                if await s.get(Tenant, tenant) is None:
+                if await keys.get_tenant(s, tenant) is None:
                     return None
                 row = await webhooks.create_endpoint(
                     s, tenant_id=tenant, url=url, events=event, description=description, format=format
@@ -326,7 +302,7 @@ def webhooks_add(
 
     made = asyncio.run(go())
     if made is None:
-        _fail(f"--tenant: no tenant {tenant!r} (create one with `countersign keys create --tenant`)", 1)
+        fail(f"--tenant: no tenant {tenant!r} (create one with `countersign keys create --tenant`)", 1)
         return
     endpoint_id, secret, events = made
     typer.echo(f"webhook id: {endpoint_id}\ntenant:     {tenant}\nevents:     {', '.join(events)}")
@@ -337,9 +313,9 @@ def webhooks_add(
 @webhooks_app.command("list")
 def webhooks_list(tenant: Annotated[str, typer.Option(help="Tenant id")]) -> None:
     """List a tenant's active endpoints (never their secrets)."""
-    from sqlalchemy import select
-
-    from approvals.webhooks import EVENT_TYPES, WebhookEndpoint
+    from approvals.models import WebhookEndpoint
+    from approvals.repositories import webhooks
+    from approvals.webhooks import EVENT_TYPES
     from countersign.db import make_engine, session_factory
 
     settings = Settings()
@@ -347,15 +323,7 @@ def webhooks_list(tenant: Annotated[str, typer.Option(help="Tenant id")]) -> Non
     async def go() -> list[WebhookEndpoint]:
         engine = make_engine(settings.resolved_database_url())
         async with session_factory(engine)() as s:
-            rows = list(
-                (
-                    await s.scalars(
-                        select(WebhookEndpoint)
-                        .where(WebhookEndpoint.tenant_id == tenant, WebhookEndpoint.removed_at.is_(None))
-                        .order_by(WebhookEndpoint.created_at)
-                    )
-                ).all()
-            )
+            rows = await webhooks.active_endpoints(s, tenant)
         await engine.dispose()
         return rows
 
@@ -371,7 +339,7 @@ def webhooks_remove(
     tenant: Annotated[str, typer.Option(help="Tenant id the endpoint belongs to")],
 ) -> None:
     """Remove an endpoint: nothing more is sent to it, pending retries stop; past deliveries stay."""
-    from approvals.webhooks import remove_endpoint
+    from approvals.repositories.webhooks import remove_endpoint
     from countersign.db import make_engine, session_factory, transaction
 
     settings = Settings()
@@ -384,78 +352,8 @@ def webhooks_remove(
         return done
 
     if not asyncio.run(go()):
-        _fail(f"endpoint: tenant {tenant!r} has no endpoint {endpoint_id!r}", 1)
+        fail(f"endpoint: tenant {tenant!r} has no endpoint {endpoint_id!r}", 1)
     typer.echo(f"removed {endpoint_id}")
-
-
-@policy_app.command("test")
-def policy_test(
-    cases: Annotated[
-        Path | None, typer.Argument(help="Test cases (default: the policy file's <name>.tests.yaml)")
-    ] = None,
-    policy: Annotated[Path | None, typer.Option(help="Policy file (default: the configured one)")] = None,
-) -> None:
-    """Run the policy's test cases: each call must get the expected outcome and rule, and every rule must be
-    reached by a case. Prints one line per case; exits 1 on any failure."""
-    from approvals.policy import PolicyError, load_policy, run_policy_tests
-    from tools.registry import signatures
-
-    settings = Settings()
-    path = policy or settings.policy_path
-    file = cases or path.with_name(path.name.removesuffix(".yaml") + ".tests.yaml")
-    try:
-        text = file.read_text(encoding="utf-8")
-    except OSError as e:
-        _fail(f"cases: cannot read {file}: {e}", 2)
-        raise
-    tools = signatures()
-    try:
-        loaded = load_policy(path, settings.known_roles(), tools)
-        results, untested = run_policy_tests(loaded, text, tools)
-    except PolicyError as e:
-        _fail(str(e), 1)
-        raise
-    for r in results:
-        mark = "ok  " if r.problem is None else "FAIL"
-        typer.echo(
-            f"{mark} {r.name}: {r.verdict.outcome} ({r.verdict.rule})"
-            + (f" - {r.problem}" if r.problem else "")
-        )
-    failed = [r for r in results if r.problem is not None]
-    for rule in untested:
-        typer.echo(f"FAIL rule {rule} is reached by no case")
-    typer.echo(f"{len(results) - len(failed)} of {len(results)} cases pass; {len(untested)} rule(s) untested")
-    if failed or untested:
-        raise typer.Exit(1)
-
-
-@policy_app.command("check")
-def policy_check(
-    tool: Annotated[str, typer.Option(help="Tool name, e.g. issue_refund")],
-    args: Annotated[str, typer.Option("--args", help="Tool arguments as a JSON object")] = "{}",
-    agent: Annotated[str, typer.Option(help="Agent name")] = "support_drafting",
-    tenant: Annotated[str, typer.Option(help="Tenant id")] = "demo",
-    caller: Annotated[str, typer.Option(help="Caller principal id")] = "cli",
-    policy: Annotated[Path | None, typer.Option(help="Policy file (default: the configured one)")] = None,
-) -> None:
-    """Print the verdict the policy gives a tool call, and the rule that produced it."""
-    from approvals.policy import PolicyError, load_policy
-    from tools.registry import get_tool, signatures
-
-    settings = Settings()
-    arguments = _json_arg("--args", args)
-    found = get_tool(tool)
-    kind = found.kind if found else "write"
-    try:
-        loaded = load_policy(policy or settings.policy_path, settings.known_roles(), signatures())
-    except PolicyError as e:
-        _fail(f"policy: {e}", 1)
-    verdict = loaded.evaluate(tool=tool, kind=kind, args=arguments, agent=agent, tenant=tenant, caller=caller)
-    typer.echo(
-        json.dumps(
-            {"tool": tool, "kind": kind, "known_tool": found is not None, **verdict.to_dict()}, indent=2
-        )
-    )
 
 
 @audit_app.command("keygen")
@@ -479,10 +377,10 @@ def audit_checkpoint() -> None:
     try:
         key = signing_key(settings)
     except ValueError as e:
-        _fail(str(e))
+        fail(str(e))
         raise
     if key is None:
-        _fail("COUNTERSIGN_AUDIT_SIGNING_KEY: not set (make one with `countersign audit keygen`)")
+        fail("COUNTERSIGN_AUDIT_SIGNING_KEY: not set (make one with `countersign audit keygen`)")
         raise typer.Exit(2)
 
     async def go() -> dict[str, Any] | None:
@@ -515,7 +413,7 @@ def _public_key(settings: Settings, option: str | None) -> Any:
     try:
         return load_public_key(text)
     except BadKey as e:
-        _fail(f"{where}: {e}")
+        fail(f"{where}: {e}")
         raise
 
 
@@ -536,7 +434,7 @@ def audit_export(
         try:
             parsed = dt.datetime.fromisoformat(since)
         except ValueError:
-            _fail(f"--since: not an ISO time: {since!r}")
+            fail(f"--since: not an ISO time: {since!r}")
             raise
         start = parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
 
@@ -584,7 +482,7 @@ def audit_verify(
     settings = Settings()
     public = _public_key(settings, public_key)
     if since_checkpoint and public is None:
-        _fail(
+        fail(
             "--since-checkpoint: needs the checkpoints' public key "
             "(--public-key or COUNTERSIGN_AUDIT_PUBLIC_KEY)"
         )
@@ -637,7 +535,7 @@ def _verify_export(folder: Path, public: Any) -> None:
         cp_file = folder / "checkpoints.jsonl"
         cp_body = cp_file.read_text() if cp_file.exists() else ""
     except (OSError, ValueError) as e:
-        _fail(f"--export: cannot read the export: {e}", 1)
+        fail(f"--export: cannot read the export: {e}", 1)
     if hashlib.sha256(body.encode()).hexdigest() != manifest.get("events_sha256"):
         typer.echo("BROKEN: events.jsonl does not match the manifest's sha256")
         raise typer.Exit(1)

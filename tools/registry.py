@@ -6,7 +6,7 @@ import copy
 import importlib
 import inspect
 import pkgutil
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from functools import cache
 from importlib.metadata import entry_points
@@ -16,7 +16,7 @@ from typing import Any, Literal, TypeVar, get_type_hints
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from approvals.policy import ToolSignature
+from approvals.policy import FactSignature, ToolSignature, fact_key
 from tools.business import BusinessBase, BusinessStore
 
 ToolKind = Literal["read", "write"]
@@ -81,6 +81,8 @@ class BusinessTool:
     scope: str
     kind: ToolKind
     func: ToolFunc
+    # Result keys whose values are text a customer or a third party wrote (see agents/provenance.py).
+    untrusted: tuple[str, ...] = ()
 
     def schema(self) -> dict[str, Any]:
         """The OpenAI-style function schema offered to chat models (built once: it is offered every turn)."""
@@ -97,10 +99,84 @@ class BusinessTool:
 
 
 REGISTRY: dict[str, BusinessTool] = {}
+FACTS: dict[str, PolicyFact] = {}
 
 
-def business_tool(*, scope: str, kind: ToolKind) -> Callable[[ToolFunc], BusinessTool]:
-    """Register an async ``(args, ctx)`` function as a business tool; its docstring is required."""
+@dataclass(frozen=True)
+class FactContext:
+    """What a fact learns from the run: whose data it may read, and where."""
+
+    tenant_id: str
+    store: BusinessStore
+
+    async def get(self, model: type[R], record_id: str) -> R | None:
+        """The tenant's record of that id, or None (read in a session of its own: facts are read-only)."""
+        async with self.store.sessions() as session:
+            return await session.get(model, {"tenant_id": self.tenant_id, "id": record_id})
+
+
+FactFunc = Callable[..., Awaitable[Any]]
+_JSON_TYPES: dict[Any, str] = {str: "string", int: "integer", float: "number", bool: "boolean"}
+
+
+@dataclass(frozen=True)
+class PolicyFact:
+    """A named, typed, read-only look-up into the tenant's data that policy conditions call as
+    ``fact.<name>(...)``; ``description`` is its docstring."""
+
+    name: str
+    description: str
+    params: tuple[tuple[str, str], ...]
+    returns: str
+    func: FactFunc
+
+    def signature(self) -> FactSignature:
+        """What the policy checks conditions against: the parameters' and the value's JSON types."""
+        return FactSignature(
+            params=tuple(kind for _, kind in self.params), returns=self.returns, description=self.description
+        )
+
+    async def lookup(self, ctx: FactContext, args: list[Any]) -> Any:
+        """The fact's value for these arguments, checked against its parameter types."""
+        if len(args) != len(self.params):
+            raise TypeError(f"fact {self.name} takes {len(self.params)} argument(s), not {len(args)}")
+        for (param, kind), value in zip(self.params, args, strict=True):
+            if kind == "string" and not isinstance(value, str):
+                raise TypeError(f"fact {self.name}: {param} must be a string, not {type(value).__name__}")
+        return await self.func(ctx, *args)
+
+
+def _json_of(hint: Any) -> str:
+    kinds = [k for k in getattr(hint, "__args__", (hint,)) if k is not type(None)]
+    return _JSON_TYPES.get(kinds[0], "any") if len(kinds) == 1 else "any"
+
+
+def policy_fact(func: FactFunc) -> PolicyFact:
+    """Register an async ``(ctx, *args)`` function as a policy fact; its docstring is required (it is what
+    ``countersign policy facts`` shows policy authors)."""
+    doc = inspect.getdoc(func)
+    if not doc:
+        raise TypeError(f"fact {func.__name__} needs a docstring: it is what policy authors read")
+    hints = get_type_hints(func)
+    names = list(inspect.signature(func).parameters)[1:]
+    fact = PolicyFact(
+        func.__name__,
+        doc,
+        tuple((n, _json_of(hints.get(n))) for n in names),
+        _json_of(hints.get("return")),
+        func,
+    )
+    if fact.name in FACTS:
+        raise ValueError(f"fact {fact.name} registered twice")
+    FACTS[fact.name] = fact
+    return fact
+
+
+def business_tool(
+    *, scope: str, kind: ToolKind, untrusted: tuple[str, ...] = ()
+) -> Callable[[ToolFunc], BusinessTool]:
+    """Register an async ``(args, ctx)`` function as a business tool; its docstring is required.
+    ``untrusted`` names the result keys (at any depth) holding text a customer or a third party wrote."""
 
     def register(func: ToolFunc) -> BusinessTool:
         doc = inspect.getdoc(func)
@@ -110,7 +186,7 @@ def business_tool(*, scope: str, kind: ToolKind) -> Callable[[ToolFunc], Busines
         args_model = next(iter(v for k, v in hints.items() if k not in ("ctx", "return")))
         if not (isinstance(args_model, type) and issubclass(args_model, BaseModel)):
             raise TypeError(f"tool {func.__name__}: first parameter must be a pydantic model")
-        tool = BusinessTool(func.__name__, doc, args_model, scope, kind, func)
+        tool = BusinessTool(func.__name__, doc, args_model, scope, kind, func, untrusted)
         if tool.name in REGISTRY:
             raise ValueError(f"tool {tool.name} registered twice")
         REGISTRY[tool.name] = tool
@@ -145,6 +221,39 @@ def signatures() -> dict[str, ToolSignature]:
     return out
 
 
+def fact_signatures() -> dict[str, FactSignature]:
+    """What the policy checks ``fact.<name>(...)`` calls against: every registered fact's types."""
+    load_all()
+    return {name: fact.signature() for name, fact in FACTS.items()}
+
+
+def get_fact(name: str) -> PolicyFact | None:
+    """The registered fact of that name, loading every tool package first."""
+    load_all()
+    return FACTS.get(name)
+
+
+def fact_lookup(
+    store: BusinessStore, tenant_id: str, cache: MutableMapping[str, Any] | None = None
+) -> Callable[[str, list[Any]], Awaitable[Any]]:
+    """The ``lookup`` that :func:`approvals.policy.evaluate_with_facts` calls: registered facts over the
+    tenant's records, each value remembered in ``cache`` (the run's, so one run sees one answer)."""
+
+    async def lookup(name: str, args: list[Any]) -> Any:
+        key = fact_key(name, args)
+        if cache is not None and key in cache:
+            return cache[key]
+        fact = get_fact(name)
+        if fact is None:
+            raise LookupError(f"no fact named {name}")
+        value = await fact.lookup(FactContext(tenant_id, store), args)
+        if cache is not None:
+            cache[key] = value
+        return value
+
+    return lookup
+
+
 def get_tool(name: str) -> BusinessTool | None:
     """The registered tool of that name, loading every tool module first."""
     load_all()
@@ -153,8 +262,8 @@ def get_tool(name: str) -> BusinessTool | None:
 
 def tool_packages() -> list[ModuleType]:
     """Every tool package: the subpackages of ``tools`` and the ``countersign.tools`` entry points of
-    installed distributions. Importing one runs its ``@business_tool`` registrations; adding a tool is adding
-    its folder."""
+    installed distributions. Importing one runs its ``@business_tool`` and ``@policy_fact`` registrations;
+    adding a tool is adding its folder."""
     import tools
 
     modules = [

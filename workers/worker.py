@@ -27,7 +27,7 @@ from countersign import telemetry
 from countersign.db import make_engine, session_factory
 from countersign.settings import Settings
 from tools.business import BusinessStore
-from tools.registry import signatures
+from tools.registry import fact_signatures, signatures
 from workers.activities import ApprovalActivities, LedgerSink, RunActivities
 from workers.activities.checkpoint import CheckpointActivities, ensure_checkpoint_schedule
 from workers.client import BUILD_ID, connect, metrics_runtime
@@ -52,7 +52,8 @@ def langgraph_plugin(
     services = AgentServices(
         task_queue=task_queue,
         store=store,
-        policy=policy or PolicyStore(settings.policy_path, settings.known_roles(), signatures()),
+        policy=policy
+        or PolicyStore(settings.policy_path, settings.known_roles(), signatures(), fact_signatures()),
         model_for=model_for or model_factory(settings),
         events=LedgerSink(sessions),
         model_label=settings.model,
@@ -136,7 +137,7 @@ async def serve(settings: Settings, *, webhooks: bool = True) -> None:
     await asyncio.to_thread(warm, settings, list(AGENTS.values()))
     client = await connect(settings, runtime=runtime)
     sessions = session_factory(engine)
-    policy = PolicyStore(settings.policy_path, settings.known_roles(), signatures())
+    policy = PolicyStore(settings.policy_path, settings.known_roles(), signatures(), fact_signatures())
     worker = build_worker(client, settings, sessions, store, policy=policy)
     current = policy.current
     await audit.record(

@@ -30,6 +30,9 @@ class _Conversation:
         self.order = _last_dict(self.results, "get_order")
         self.passages = _found_passages(self.results.get("search_policies", []))
         self.ground = next((p for p in self.passages if p.id in REFUND_GROUNDS), None)
+        # Like a model without defences, the playbook obeys an instruction written in the ticket's text (the
+        # prompt-injection demo ticket): stopping such a call is the approval policy's job, not the model's.
+        self.instruction = _INSTRUCTION.search(str(self.ticket.get("body", ""))) if self.ticket else None
 
     @property
     def ticket_found(self) -> bool:
@@ -41,8 +44,16 @@ class _Conversation:
 
     @property
     def wanted_refund(self) -> float | None:
+        if self.instruction:
+            return float(self.instruction.group(1))
         wanted = self.ticket.get("requested_refund") if self.ticket else None
         return float(wanted) if wanted else None
+
+    @property
+    def order_id(self) -> str | None:
+        if self.instruction:
+            return self.instruction.group(2)
+        return self.ticket.get("order_id") if self.ticket else None
 
     @property
     def name(self) -> str:
@@ -65,6 +76,9 @@ class _Conversation:
         if self.wanted_refund and self.order_found and self.ground is None:
             return NO_REFUND_GROUND
         return None
+
+
+_INSTRUCTION = re.compile(r"refund of (\d+(?:\.\d+)?) on order (O-\d+)", re.IGNORECASE)
 
 
 def _last_dict(results: dict[str, list[tuple[str, Any]]], name: str) -> dict[str, Any] | None:
@@ -97,7 +111,7 @@ def steps(messages: Sequence[BaseMessage]) -> AIMessage:
         return call(messages, "get_ticket", {"ticket_id": c.ticket_id}, "Reading the ticket.")
     if not c.ticket_found or c.ticket is None:
         return AIMessage(content=f"I could not find ticket {c.ticket_id}; nothing was drafted.")
-    order_id = c.ticket.get("order_id")
+    order_id = c.order_id
     if order_id and "get_order" not in r:
         return call(messages, "get_order", {"order_id": order_id}, "Reading the order.")
     if "search_policies" not in r:

@@ -32,7 +32,7 @@ from api.errors import (
 from api.schemas import ApprovalRead, DecisionCreate, DecisionRead, DecisionResult, Page
 from api.services import pagination
 from approvals.models import ApprovalRequest
-from approvals.policy import PolicyStore
+from approvals.policy import PolicyStore, evaluate_without_facts
 from approvals.repositories import approvals
 from countersign import telemetry
 from countersign.db import utcnow
@@ -312,13 +312,18 @@ def check_edit(policy: PolicyStore, req: ApprovalRequest, arguments: dict[str, A
             for err in e.errors(include_url=False)
         ]
         raise Invalid("; ".join(f"{x['field']}: {x['message']}" for x in errors), errors=errors) from e
-    verdict = policy.current.evaluate(
+    # The edit is a person's: its values are theirs. Facts live with the workers' records, not here, so a
+    # condition reading one fails closed (a deny rule with `on_error: deny` refuses the edit).
+    verdict = evaluate_without_facts(
+        policy.current,
+        "facts are looked up by the workers, not when an edit is checked",
         tool=tool.name,
         kind=tool.kind,
         args=arguments,
         agent=req.agent,
         tenant=req.tenant_id,
         caller=req.requested_by,
+        provenance=dict.fromkeys(arguments, "person"),
     )
     if verdict.outcome == "deny":
         raise Invalid(

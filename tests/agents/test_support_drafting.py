@@ -179,3 +179,29 @@ async def test_e2e_unanswerable_question_escalates_and_proposes_nothing(stack: S
             )
         )
     assert [d["tool"] for d in proposed] == ["get_ticket", "search_policies"]
+
+
+async def test_e2e_an_injected_refund_on_another_customers_order_is_stopped_by_provenance(
+    stack: Stack,
+) -> None:
+    # T-1006's text tells the agent to refund 30 on O-5004 (another customer's order). The offline model
+    # obeys it, as a model without defences would; 30 is within the automatic goodwill limit, so only the
+    # policy's provenance rule stands between the injected text and the money.
+    run = await stack.start("support_drafting", {"ticket_id": "T-1006"})
+    done = await stack.result(run["id"])
+    assert done["status"] == "completed", done
+    async with stack.sessions() as s:
+        events = list(
+            await s.scalars(select(AuditEvent).where(AuditEvent.run_id == run["id"]).order_by(AuditEvent.seq))
+        )
+    [proposed] = [e.data for e in events if e.type == "tool.proposed" and e.data["tool"] == "issue_refund"]
+    assert proposed["verdict"] == "deny" and proposed["rule"] == "refund-untrusted-order"
+    assert proposed["provenance"]["order_id"] == "untrusted"
+    [blocked] = [e.data for e in events if e.type == "tool.blocked"]
+    assert blocked["tool"] == "issue_refund" and "text the customer wrote" in blocked["reason"]
+    async with stack.store.sessions() as s:
+        assert list(await s.scalars(select(Refund).where(Refund.order_id == "O-5004"))) == []
+    assert "could not issue the refund" in done["output"]["reply"]
+    # The ticket's own order, named by the ticket's record, is traced to the tenant's data.
+    ordered = [e.data for e in events if e.type == "tool.proposed" and e.data["tool"] == "get_ticket"]
+    assert ordered[0]["provenance"] == {"ticket_id": "input"}

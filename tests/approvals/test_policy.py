@@ -801,11 +801,11 @@ def test_demo_refunds(demo: Policy, amount: float, rule: str, outcome: str) -> N
 
 
 def test_demo_refund_approval_details(demo: Policy) -> None:
-    mid = decide(demo, "issue_refund", {"amount": 250})
+    mid = decide(demo, "issue_refund", {"order_id": "A-1", "amount": 250})
     assert mid.roles == ("approver:finance", "approver:support")
     assert (mid.quorum, mid.ttl_seconds, mid.remind_after_seconds) == (1, 86400, 7200)
     assert (mid.escalate_after_seconds, mid.escalate_to) == (8 * 3600, ("approver:senior_adjuster",))
-    big = decide(demo, "issue_refund", {"amount": 5000})
+    big = decide(demo, "issue_refund", {"order_id": "A-1", "amount": 5000})
     assert (big.roles, big.quorum, big.ttl_seconds) == (("approver:finance",), 2, 86400)
     assert (big.remind_after_seconds, big.escalate_after_seconds) == (4 * 3600, 12 * 3600)
     assert big.escalate_to == ("approver:support",)

@@ -23,12 +23,19 @@ def check(*args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
 
 
 def test_policy_check_prints_the_verdict_and_its_rule() -> None:
-    code, out = check("--tool", "issue_refund", "--args", '{"amount": 250}', "--agent", "support_drafting")
+    code, out = check(
+        "--tool",
+        "issue_refund",
+        "--args",
+        '{"order_id": "O-5002", "amount": 250}',
+        "--agent",
+        "support_drafting",
+    )
     verdict = json.loads(out)
     assert code == 0
     assert verdict["outcome"] == "require_approval" and verdict["rule"] == "refund-needs-finance"
     assert verdict["policy_version"].startswith("sha256:") and verdict["quorum"] == 1
-    code, out = check("--tool", "issue_refund", "--args", '{"amount": 20}')
+    code, out = check("--tool", "issue_refund", "--args", '{"order_id": "O-5003", "amount": 20}')
     assert json.loads(out)["rule"] == "refund-small-auto" and json.loads(out)["outcome"] == "allow"
     code, out = check("--tool", "get_order", "--args", "{}")
     assert json.loads(out)["outcome"] == "allow"

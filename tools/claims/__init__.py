@@ -22,7 +22,7 @@ class GetFnolArgs(BaseModel):
     )
 
 
-@business_tool(scope="claims:read", kind="read")
+@business_tool(scope="claims:read", kind="read", untrusted=("description", "attachments"))
 async def get_fnol(args: GetFnolArgs, ctx: ToolContext) -> dict[str, Any]:
     """Read a first notice of loss (FNOL): the claimant's own description, the text extracted from each
     attachment (estimates, police or fire reports, medical notes, photos), how and when it was reported, and

@@ -20,7 +20,7 @@ class GetEmailsArgs(BaseModel):
     )
 
 
-@business_tool(scope="emails:read", kind="read")
+@business_tool(scope="emails:read", kind="read", untrusted=("from", "subject", "body"))
 async def get_customer_emails(args: GetEmailsArgs, ctx: ToolContext) -> dict[str, Any]:
     """Read the customer's e-mails about a shipment, oldest first: sender, time, subject and body. They tell
     what the delay means for the customer (deadlines, perishable goods, requests)."""

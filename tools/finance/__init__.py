@@ -124,7 +124,7 @@ class InvoiceArgs(BaseModel):
     account: str = Field(description="Account number, e.g. 6200", pattern=ACCOUNT)
 
 
-@business_tool(scope="invoices:read", kind="read")
+@business_tool(scope="invoices:read", kind="read", untrusted=("description",))
 async def list_vendor_invoices(args: InvoiceArgs, ctx: ToolContext) -> dict[str, Any]:
     """Vendor invoices for services delivered to a cost center in a month, on one account, whenever they
     were received: vendor, invoice date, amount, description and the month they reached the ledger
@@ -149,7 +149,7 @@ class InvoiceIdArgs(BaseModel):
     invoice_id: str = Field(description="Invoice id, e.g. INV-88120", pattern=r"^INV-\d{3,10}$")
 
 
-@business_tool(scope="invoices:read", kind="read")
+@business_tool(scope="invoices:read", kind="read", untrusted=("description",))
 async def get_vendor_invoice(args: InvoiceIdArgs, ctx: ToolContext) -> dict[str, Any]:
     """One vendor invoice by id: vendor, date, service period, the cost center and account it is for, amount
     and description (which may name the team or cost center that ordered it)."""

@@ -7,7 +7,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from tools.business import Customer, Order
-from tools.registry import ToolContext, business_tool
+from tools.registry import FactContext, ToolContext, business_tool, policy_fact
 
 
 class GetOrderArgs(BaseModel):
@@ -36,3 +36,26 @@ async def get_order(args: GetOrderArgs, ctx: ToolContext) -> dict[str, Any]:
             if customer
             else None,
         }
+
+
+@policy_fact
+async def order_customer(ctx: FactContext, order_id: str) -> str | None:
+    """The id of the customer who placed the order, or null when the tenant has no such order."""
+    order = await ctx.get(Order, order_id)
+    return order.customer_id if order else None
+
+
+@policy_fact
+async def order_total(ctx: FactContext, order_id: str) -> float | None:
+    """The order's total (in its currency), or null when the tenant has no such order."""
+    order = await ctx.get(Order, order_id)
+    return order.total if order else None
+
+
+@policy_fact
+async def customer_email_domain(ctx: FactContext, customer_id: str) -> str | None:
+    """The domain of the customer's e-mail address on record (lower case), or null when there is none."""
+    customer = await ctx.get(Customer, customer_id)
+    if customer is None or "@" not in customer.email:
+        return None
+    return customer.email.rsplit("@", 1)[1].lower()

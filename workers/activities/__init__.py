@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
 from agents.graph import LedgerEntry, RunContext
-from approvals import audit
+from approvals import audit, replay
 from approvals.models import ApprovalDecision, ApprovalRequest
 from approvals.repositories import approvals
 from countersign import telemetry
@@ -46,6 +46,10 @@ class LedgerSink:
             return
         trace_id = telemetry.trace_id_hex()
         async with self.sessions() as session, session.begin():
+            # The judged calls first: nothing else is locked until the ledger's head, which comes last.
+            for e in events:
+                if e.replay is not None:
+                    await replay.record(session, e.replay)
             for e in events:
                 await audit.append(
                     session,
