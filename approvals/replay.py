@@ -1,45 +1,24 @@
 """Replaying recorded tool calls under another policy: the evidence for reviewing a policy change.
 
-Every call the policy judged is kept in ``policy_calls`` with what the policy saw (arguments, the run's input
-and earlier calls, provenance, the facts it read). :func:`compare` judges each recorded call under the old and
-the new policy and sorts the calls whose outcome changes: newly allowed, newly gated (sent to people) and
-newly denied. Facts the recorded verdict read are replayed as recorded; a fact only the new policy reads is
-looked up now (today's records), which the report says.
+Every call the policy judged is kept in ``policy_calls`` (``approvals.repositories.policy_calls``) with what
+the policy saw (arguments, the run's input and earlier calls, provenance, the facts it read). :func:`compare`
+judges each recorded call under the old and the new policy and sorts the calls whose outcome changes: newly
+allowed, newly gated (sent to people) and newly denied. Facts the recorded verdict read are replayed as
+recorded; a fact only the new policy reads is looked up now (today's records), which the report says.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from approvals.models import PolicyCall
 from approvals.policy import Policy, Verdict, evaluate_with_facts
-from countersign.db import insert_ignore
 
 Lookup = Callable[[str, str, list[Any]], Awaitable[Any]]  # (tenant, fact, args) -> value
 
 CHANGES = {"allow": "newly allowed", "require_approval": "newly gated", "deny": "newly denied"}
-
-
-async def record(session: AsyncSession, call: dict[str, Any]) -> None:
-    """Keep one judged call (a no-op when it is already kept: activities may be retried)."""
-    dialect = session.get_bind().dialect.name
-    await session.execute(insert_ignore(dialect, PolicyCall, call, ["id"]))
-
-
-async def recorded(
-    session: AsyncSession, since: dt.datetime, tenant: str | None = None, limit: int = 100_000
-) -> list[PolicyCall]:
-    """The calls judged since ``since`` (oldest first), of one tenant or of all."""
-    q = select(PolicyCall).where(PolicyCall.created_at >= since)
-    if tenant is not None:
-        q = q.where(PolicyCall.tenant_id == tenant)
-    return list((await session.scalars(q.order_by(PolicyCall.created_at, PolicyCall.id).limit(limit))).all())
 
 
 @dataclass(frozen=True)

@@ -147,7 +147,8 @@ def policy_diff(
     """Replay the recorded tool calls under OLD and NEW and print what would change: calls newly allowed,
     newly gated (sent to people) and newly denied. Exit code 0 either way: it is evidence, not a gate."""
     from approvals.policy import parse_duration
-    from approvals.replay import compare, recorded
+    from approvals.replay import compare
+    from approvals.repositories import policy_calls
     from countersign.db import make_engine, session_factory
     from tools.business import BusinessStore
     from tools.registry import fact_lookup
@@ -170,7 +171,7 @@ def policy_diff(
 
         try:
             async with session_factory(engine)() as s:
-                calls = await recorded(s, start, tenant)
+                calls = await policy_calls.since(s, start, tenant)
             return await compare(before, after, calls, lookup)
         finally:
             await engine.dispose()

@@ -16,9 +16,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
 from agents.graph import LedgerEntry, RunContext
-from approvals import audit, replay
+from approvals import audit
 from approvals.models import ApprovalDecision, ApprovalRequest
-from approvals.repositories import approvals
+from approvals.repositories import approvals, policy_calls
 from countersign import telemetry
 from countersign.db import utcnow
 from countersign.models import Run
@@ -49,7 +49,7 @@ class LedgerSink:
             # The judged calls first: nothing else is locked until the ledger's head, which comes last.
             for e in events:
                 if e.replay is not None:
-                    await replay.record(session, e.replay)
+                    await policy_calls.add(session, e.replay)
             for e in events:
                 await audit.append(
                     session,

@@ -1,0 +1,28 @@
+"""Queries over the judged tool calls kept for replaying a policy change (``policy_calls``)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from approvals.models import PolicyCall
+from countersign.db import insert_ignore
+
+
+async def add(session: AsyncSession, call: dict[str, Any]) -> None:
+    """Keep one judged call (a no-op when it is already kept: activities may be retried)."""
+    dialect = session.get_bind().dialect.name
+    await session.execute(insert_ignore(dialect, PolicyCall, call, ["id"]))
+
+
+async def since(
+    session: AsyncSession, start: dt.datetime, tenant: str | None = None, limit: int = 100_000
+) -> list[PolicyCall]:
+    """The calls judged since ``start`` (oldest first), of one tenant or of all."""
+    q = select(PolicyCall).where(PolicyCall.created_at >= start)
+    if tenant is not None:
+        q = q.where(PolicyCall.tenant_id == tenant)
+    return list((await session.scalars(q.order_by(PolicyCall.created_at, PolicyCall.id).limit(limit))).all())
