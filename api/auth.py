@@ -116,19 +116,26 @@ async def create_key(
     return row, secret
 
 
-async def authenticate(session: AsyncSession, secret: str) -> Principal | None:
-    """The principal of a valid key (not revoked, not expired); records its last use."""
+LAST_USE_RESOLUTION_SECONDS = 60  # a key's last use is recorded at most once a minute
+
+
+async def valid_key(session: AsyncSession, secret: str) -> ApiKey | None:
+    """The key of that secret if it is valid (known, not revoked, not expired); reads only."""
     row = await key_repository.by_hash(session, hash_key(secret))
     now = utcnow()
     if row is None or row.revoked_at is not None or (row.expires_at is not None and row.expires_at <= now):
         return None
-    if row.last_used_at is None or (now - row.last_used_at).total_seconds() > 60:
-        # Best effort, in a savepoint: a busy database must not fail the request it authenticates.
-        try:
-            async with session.begin_nested():
-                await key_repository.touch(session, row.id, now)
-        except DBAPIError:
-            log.warning("could not record the last use of key %s; the request goes on", row.prefix)
+    return row
+
+
+def use_is_stale(row: ApiKey) -> bool:
+    """Whether the key's recorded last use is older than the resolution it is kept at."""
+    last = row.last_used_at
+    return last is None or (utcnow() - last).total_seconds() > LAST_USE_RESOLUTION_SECONDS
+
+
+def principal_of(row: ApiKey) -> Principal:
+    """Who a valid key speaks for."""
     return Principal(
         id=f"key:{row.id}",
         tenant_id=row.tenant_id,
@@ -136,6 +143,21 @@ async def authenticate(session: AsyncSession, secret: str) -> Principal | None:
         agents=frozenset(row.agents) if row.agents is not None else None,
         name=row.name,
     )
+
+
+async def authenticate(session: AsyncSession, secret: str) -> Principal | None:
+    """The principal of a valid key (not revoked, not expired); records its last use in ``session``'s
+    transaction (in a savepoint, best effort: a busy database must not fail the request)."""
+    row = await valid_key(session, secret)
+    if row is None:
+        return None
+    if use_is_stale(row):
+        try:
+            async with session.begin_nested():
+                await key_repository.touch(session, row.id, utcnow())
+        except DBAPIError:
+            log.warning("could not record the last use of key %s; the request goes on", row.prefix)
+    return principal_of(row)
 
 
 def looks_like_jwt(token: str) -> bool:

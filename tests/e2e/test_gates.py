@@ -12,7 +12,7 @@ import pytest
 from langchain_core.messages import AIMessage, BaseMessage
 from sqlalchemy import func, select
 
-from agents.playbook import final_answer, tool_results
+from agents.playbook import call, final_answer, tool_results
 from agents.scripted import ScriptedChatModel
 from agents.spec import AgentSpec
 from api.auth import create_key
@@ -192,6 +192,10 @@ def _parallel_refunds(messages: Sequence[BaseMessage]) -> AIMessage:
         lines = [f"{status}: {content}" for status, content in results["issue_refund"]]
         answer = {"ticket_id": "T-1002", "reply": "\n".join(lines), "escalated": False, "reason": None}
         return final_answer(messages, answer)
+    if "get_ticket" not in results:
+        # Read the ticket first: the order id then comes from the tenant's record (an order id the model
+        # made up is denied by the demo policy's provenance rule).
+        return call(messages, "get_ticket", {"ticket_id": "T-1002"})
     order = "O-5002"
     calls = [
         {
