@@ -66,6 +66,8 @@ class Settings(BaseSettings):
     budget_max_tokens: int = Field(default=200_000, ge=1)
     budget_max_cost_usd: float = Field(default=5.0, ge=0)
     trace_retention_days: int = Field(default=30, ge=1)
+    # How long judged tool calls (with their arguments) are kept for `countersign policy diff`.
+    policy_call_retention_days: int = Field(default=90, ge=1)
 
     # Ed25519 key (`countersign audit keygen`) that signs ledger checkpoints every audit_checkpoint_seconds
     # (0: never); each is stored, appended to audit_checkpoint_file and exported. Verifiers need only the

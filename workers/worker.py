@@ -55,7 +55,7 @@ def langgraph_plugin(
         policy=policy
         or PolicyStore(settings.policy_path, settings.known_roles(), signatures(), fact_signatures()),
         model_for=model_for or model_factory(settings),
-        events=LedgerSink(sessions),
+        events=LedgerSink(sessions, timedelta(days=settings.policy_call_retention_days)),
         model_label=settings.model,
         agent_models=settings.agent_models,
         fallback_for=fallback_factory(settings) if model_for is None else None,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from approvals.models import PolicyCall
@@ -26,3 +26,8 @@ async def since(
     if tenant is not None:
         q = q.where(PolicyCall.tenant_id == tenant)
     return list((await session.scalars(q.order_by(PolicyCall.created_at, PolicyCall.id).limit(limit))).all())
+
+
+async def prune(session: AsyncSession, before: dt.datetime) -> None:
+    """Forget the calls judged before ``before`` (they hold arguments, which may be personal data)."""
+    await session.execute(delete(PolicyCall).where(PolicyCall.created_at < before))

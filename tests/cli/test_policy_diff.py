@@ -4,6 +4,7 @@ change."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 from pathlib import Path
 
@@ -11,13 +12,27 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from approvals.models import PolicyCall
+from approvals.repositories import policy_calls
 from cli.main import app
+from countersign.db import utcnow
 from tests.conftest import Stack
 
 DEMO = Path(__file__).resolve().parents[2] / "approvals" / "demo_policy.yaml"
 
 
 async def test_policy_diff_replays_recorded_calls_under_the_new_policy(stack: Stack, tmp_path: Path) -> None:
+    # A call judged long ago, past the retention: the worker forgets it when it records new ones.
+    old_id = "old-run:call_0"
+    async with stack.sessions() as s, s.begin():
+        await policy_calls.add(
+            s,
+            {
+                "id": old_id, "tenant_id": "acme", "run_id": "old-run", "agent": "support_drafting",
+                "caller": "key:x", "tool": "get_ticket", "kind": "read", "arguments": {"ticket_id": "T-1"},
+                "context": {}, "outcome": "allow", "rule": "reads-get", "policy_version": "sha256:0",
+                "created_at": utcnow() - dt.timedelta(days=stack.settings.policy_call_retention_days + 1),
+            },
+        )  # fmt: skip
     # T-1003's refund of 20 ran without asking (goodwill); T-1002's refund of 250 waits for a person.
     small = await stack.start("support_drafting", {"ticket_id": "T-1003"})
     assert (await stack.result(small["id"]))["status"] == "completed"
@@ -26,6 +41,8 @@ async def test_policy_diff_replays_recorded_calls_under_the_new_policy(stack: St
     async with stack.sessions() as s:
         kept = list(await s.scalars(select(PolicyCall).where(PolicyCall.run_id == small["id"])))
     refund = next(c for c in kept if c.tool == "issue_refund")
+    async with stack.sessions() as s:
+        assert await s.get(PolicyCall, old_id) is None
     assert (refund.outcome, refund.rule, refund.arguments["amount"]) == ("allow", "refund-small-auto", 20.0)
     assert refund.context["provenance"]["order_id"] == "tenant"
     assert refund.context["facts"] == {

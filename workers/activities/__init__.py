@@ -38,14 +38,23 @@ def _record_usage(run: Run, usage: Usage) -> None:
 class LedgerSink:
     """The agents' event sink: writes a node's events to the audit ledger in one transaction, once per id."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], policy_call_retention: dt.timedelta | None = None
+    ) -> None:
         self.sessions = sessions
+        self.retention = policy_call_retention or dt.timedelta(days=90)
+        self._pruned_at: dt.datetime | None = None
 
     async def __call__(self, ctx: RunContext, events: Sequence[LedgerEntry]) -> None:
         if not events:
             return
         trace_id = telemetry.trace_id_hex()
+        now = utcnow()
+        prune = self._pruned_at is None or now - self._pruned_at > dt.timedelta(hours=1)
         async with self.sessions() as session, session.begin():
+            if prune and any(e.replay is not None for e in events):
+                self._pruned_at = now
+                await policy_calls.prune(session, now - self.retention)
             # The judged calls first: nothing else is locked until the ledger's head, which comes last.
             for e in events:
                 if e.replay is not None:
