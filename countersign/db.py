@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -10,9 +12,11 @@ from typing import Any
 
 from sqlalchemy import JSON, DateTime, MetaData, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
+from sqlalchemy.util import await_only
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -62,6 +66,7 @@ def utcnow() -> dt.datetime:
 # Shorter than every activity's timeout, so a writer that cannot get the lock fails (and is retried) rather
 # than outliving the activity that waits for it.
 SQLITE_BUSY_TIMEOUT_SECONDS = 5.0
+SQLITE_LOCK_POLL_SECONDS = 0.002
 
 
 def insert_ignore(
@@ -106,7 +111,25 @@ def make_engine(url: str) -> AsyncEngine:
     @event.listens_for(engine.sync_engine, "begin")
     def _begin(conn):  # type: ignore[no-untyped-def]
         # Read-only sessions (``read_only``) begin deferred: in WAL mode a reader takes no lock at all.
-        conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE")
+        if conn.get_execution_options().get(READ_ONLY):
+            conn.exec_driver_sql("BEGIN")
+            return
+        # SQLite's own busy handler sleeps ever longer (up to 100 ms) between tries, so a process whose
+        # writer is busy keeps the lock from one transaction to the next while the other process sleeps.
+        # Try without waiting and retry after a short, non-blocking sleep on the event loop instead.
+        conn.exec_driver_sql("PRAGMA busy_timeout=0")
+        deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_SECONDS
+        try:
+            while True:
+                try:
+                    conn.exec_driver_sql("BEGIN IMMEDIATE")
+                    return
+                except OperationalError as e:
+                    if "locked" not in str(e) or time.monotonic() > deadline:
+                        raise
+                await_only(asyncio.sleep(SQLITE_LOCK_POLL_SECONDS))
+        finally:
+            conn.exec_driver_sql(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_SECONDS * 1000)}")
 
     return engine
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import defer
 
 from approvals.models import ApprovalDecision, ApprovalRequest, DecisionClaim
 from countersign.db import insert_ignore
@@ -45,6 +46,11 @@ async def decisions_of(s: AsyncSession, request_ids: Sequence[str]) -> list[Appr
     return list(rows.all())
 
 
+# A request's evidence (the agent's tool results, up to tens of KiB) is read only on its own page; lists skip
+# it. Reading it from a listed row raises instead of loading it behind the caller's back.
+_NO_EVIDENCE = defer(ApprovalRequest.evidence, raiseload=True)
+
+
 async def newest(
     s: AsyncSession,
     tenant_id: str,
@@ -55,8 +61,8 @@ async def newest(
     limit: int,
 ) -> list[ApprovalRequest]:
     """Up to ``limit`` of the tenant's requests, newest first, after the row ``after``; optionally only those
-    of one status or run."""
-    q: Any = select(ApprovalRequest).where(ApprovalRequest.tenant_id == tenant_id)
+    of one status or run. Without their evidence, which only a request's own page shows."""
+    q: Any = select(ApprovalRequest).options(_NO_EVIDENCE).where(ApprovalRequest.tenant_id == tenant_id)
     if status:
         q = q.where(ApprovalRequest.status == status)
     if run_id:
@@ -76,10 +82,14 @@ async def inbox(
 ) -> list[ApprovalRequest]:
     """The tenant's requests of runs ``principal_id`` did not start: every pending one, and the others created
     since ``since``; optionally one agent's or tool's, or only those ``principal_id`` decided (``mine``)."""
-    q: Any = select(ApprovalRequest).where(
-        ApprovalRequest.tenant_id == tenant_id,
-        ApprovalRequest.requested_by != principal_id,
-        (ApprovalRequest.status == "pending") | (ApprovalRequest.created_at >= since),
+    q: Any = (
+        select(ApprovalRequest)
+        .options(_NO_EVIDENCE)
+        .where(
+            ApprovalRequest.tenant_id == tenant_id,
+            ApprovalRequest.requested_by != principal_id,
+            (ApprovalRequest.status == "pending") | (ApprovalRequest.created_at >= since),
+        )
     )
     if agent:
         q = q.where(ApprovalRequest.agent == agent)
