@@ -433,6 +433,7 @@ async def _request_context(s: AsyncSession, v: Viewer, request_id: str) -> dict[
             (k, views.pretty(val) if not isinstance(val, str) else val) for k, val in a.arguments.items()
         ],
         "gate_reason": evidence.get("gate_reason"),
+        "gate_facts": [(k, views.pretty(val)) for k, val in (evidence.get("facts") or {}).items()],
         "steps": evidence.get("steps") or [],
         "approved_by": approved_by,
         "left": views.time_left(a.expires_at) if a.status == "pending" else "-",

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from agents.catalog import get_agent
 from agents.spec import Facts
 from agents.support_drafting.agent import NO_POLICY, NO_REFUND_GROUND, REFUND_GROUNDS, SPEC
-from approvals.models import AuditEvent
+from approvals.models import ApprovalRequest, AuditEvent
 from tests.agents.offline import calls, play
 from tests.conftest import Stack
 from tools.business import BusinessStore, Refund, Ticket
@@ -147,6 +147,14 @@ async def test_e2e_refund_cites_the_policy_that_supports_it(stack: Stack) -> Non
     [item] = await stack.pending(run["id"])
     assert item["tool"] == "issue_refund" and item["arguments"]["amount"] == 250.0
     assert "[refund-policy#damaged-items]" in item["reason"]  # the approver sees the policy it relies on
+    async with stack.sessions() as s:
+        request = await s.get(ApprovalRequest, item["id"])
+    # ...and what the policy looked up to judge the call.
+    assert request is not None and request.evidence is not None
+    assert request.evidence["facts"] == {
+        'order_customer("O-5002")': "C-101",
+        'ticket_customer("T-1002")': "C-101",
+    }
     r = await stack.http.post(
         f"/v1/approvals/{item['id']}/decisions",
         json={"action": "approve", "arguments_hash": item["arguments_hash"]},

@@ -66,7 +66,9 @@ async def test_console_pages_for_every_role(make_stack: Any, db_url: str) -> Non
             # What a customer and a model wrote reaches the page: it must show as text.
             await s.execute(update(Run).where(Run.id == run_id).values(input={"ticket_id": XSS}))
             await s.execute(
-                update(ApprovalRequest).where(ApprovalRequest.id == request_id).values(reason=XSS)
+                update(ApprovalRequest)
+                .where(ApprovalRequest.id == request_id)
+                .values(reason=XSS, evidence={"facts": {'order_customer("O-5002")': "C-101"}, "steps": []})
             )
         http = stack.http
 
@@ -138,6 +140,8 @@ async def test_console_pages_for_every_role(make_stack: Any, db_url: str) -> Non
         wanted = ("issue_refund", "O-5002", "250", "refund-needs-finance", ">Approve<", ">Reject<", "Reason")
         for want in wanted:
             assert want in page, want
+        # What the policy looked up in the tenant's records to judge the call is shown with it.
+        assert "The policy looked up" in page and "order_customer(&#34;O-5002&#34;)" in page
         # Everything others wrote is text: no tag of theirs survives into the page.
         assert "<script>alert(2)</script>" not in page and "<img src=x" not in page
         assert "&lt;script&gt;alert(2)&lt;/script&gt;" in page

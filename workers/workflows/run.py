@@ -291,7 +291,11 @@ class AgentRunWorkflow:
             self._requests[req.id] = req
             opened.append(req)
             # Shown to the deciders; kept out of the request the workflow holds (and sends with every change).
-            shown[req.id] = {"gate_reason": v.get("reason"), "steps": p.get("evidence") or []}
+            shown[req.id] = {
+                "gate_reason": v.get("reason"),
+                "facts": v.get("facts") or {},  # what the policy looked up in the tenant's records
+                "steps": p.get("evidence") or [],
+            }
         opening = OpenRequests(
             run=inp, requests=[r.model_copy(deep=True) for r in opened], usage=usage, evidence=shown
         )
