@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from countersign.db import UTCDateTime, make_engine, session_factory, utcnow
+from countersign.db import UTCDateTime, make_engine, read_only, session_factory, utcnow
 from countersign.hashing import canonical_hash
 
 
@@ -125,6 +125,8 @@ class BusinessStore:
     def __init__(self, engine: AsyncEngine, *, sandbox: bool = False) -> None:
         self.engine = engine
         self.sessions: async_sessionmaker[AsyncSession] = session_factory(engine)
+        # For reads only (facts): on SQLite they take no write lock.
+        self.read_sessions: async_sessionmaker[AsyncSession] = read_only(self.sessions)
         # Demo sandbox: each run sees the seeded records plus its own changes, so demo runs repeat exactly.
         self.sandbox = sandbox
 

@@ -110,8 +110,9 @@ class FactContext:
     store: BusinessStore
 
     async def get(self, model: type[R], record_id: str) -> R | None:
-        """The tenant's record of that id, or None (read in a session of its own: facts are read-only)."""
-        async with self.store.sessions() as session:
+        """The tenant's record of that id, or None (read in a read-only session of its own: on SQLite it takes
+        no write lock)."""
+        async with self.store.read_sessions() as session, session.begin():
             return await session.get(model, {"tenant_id": self.tenant_id, "id": record_id})
 
 
