@@ -104,7 +104,6 @@ ToolKind = Literal["read", "write"]
 DEFAULT_TTL_SECONDS = 24 * 3600
 DEFAULT_READ_RULE = "default:read"
 DEFAULT_WRITE_RULE = "default:write"
-CEL_VARIABLES = ("args", "agent", "tenant", "caller", "tool", "lists", "run", "provenance", "fact")
 GUARD_RULE = "guard:input"
 MAX_ARGS_BYTES = 64 * 1024
 MAX_DEPTH = 20
@@ -117,7 +116,8 @@ MAX_FACTS_PER_CALL = 16
 # Where an argument's value came from, most trusted first (see agents/provenance.py for how it is computed):
 # the run's input (the trigger), the tenant's own records, a person (an approver's edit), text a customer or
 # a third party wrote (untrusted), the model alone, or not known (the caller did not compute it).
-PROVENANCE = ("input", "tenant", "person", "untrusted", "model", "unknown")
+Provenance = Literal["input", "tenant", "person", "untrusted", "model", "unknown"]
+PROVENANCE: tuple[str, ...] = get_args(Provenance)
 
 
 class PolicyError(Exception):
@@ -1150,9 +1150,7 @@ class PolicyCase(_Model):
     kind: Literal["read", "write"] | None = None
     run: dict[str, Any] = Field(default_factory=dict)
     # Where each argument came from (see PROVENANCE); an argument not named is "unknown".
-    provenance: dict[str, Literal["input", "tenant", "person", "untrusted", "model", "unknown"]] = Field(
-        default_factory=dict
-    )
+    provenance: dict[str, Provenance] = Field(default_factory=dict)
     # Fact values by name (every call of the fact) or by call, e.g. 'order_customer("O-5002")'.
     facts: dict[str, Any] = Field(default_factory=dict)
     expect: dict[str, Any]
