@@ -11,6 +11,10 @@ $(BIN)/uv:
 
 install: $(BIN)/uv
 	VIRTUAL_ENV=$(VENV) $(BIN)/uv sync --frozen --all-extras --active --compile-bytecode
+	@# The project is installed editable: its own modules are compiled here too, so that a process started
+	@# where PYTHONDONTWRITEBYTECODE is set (or the tree is read-only) does not compile them at every start,
+	@# nor the workflow sandbox at every new run.
+	$(BIN)/python -m compileall -q -j 0 agents api approvals cli countersign evals tools workers bench
 
 run: install
 	$(BIN)/countersign dev --demo

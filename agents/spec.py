@@ -10,6 +10,7 @@ never replaced.
 
 from __future__ import annotations
 
+import copy
 import importlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -39,6 +40,24 @@ class Facts:
 
 
 Derive = Callable[[dict[str, Any], Facts], dict[str, Any]]
+
+
+@cache
+def _answer_tool(output_model: type[BaseModel], derived_fields: tuple[str, ...]) -> dict[str, Any]:
+    schema = output_model.model_json_schema()
+    for name in derived_fields:
+        schema.get("properties", {}).pop(name, None)
+    if "required" in schema:
+        schema["required"] = [r for r in schema["required"] if r not in derived_fields]
+    return {
+        "type": "function",
+        "function": {
+            "name": FINAL_ANSWER,
+            "description": "Finish the run with your answer. Call it alone, once you are done with every "
+            "other tool; its arguments are the result the caller receives.",
+            "parameters": schema,
+        },
+    }
 
 
 @cache
@@ -87,21 +106,8 @@ class AgentSpec:
 
     def answer_tool(self) -> dict[str, Any]:
         """The ``final_answer`` tool offered to the model: its parameters are the output's schema, less the
-        fields the workflow fills itself."""
-        schema = self.output_model.model_json_schema()
-        for name in self.derived_fields:
-            schema.get("properties", {}).pop(name, None)
-        if "required" in schema:
-            schema["required"] = [r for r in schema["required"] if r not in self.derived_fields]
-        return {
-            "type": "function",
-            "function": {
-                "name": FINAL_ANSWER,
-                "description": "Finish the run with your answer. Call it alone, once you are done with every "
-                "other tool; its arguments are the result the caller receives.",
-                "parameters": schema,
-            },
-        }
+        fields the workflow fills itself (built once: it is offered every turn)."""
+        return copy.deepcopy(_answer_tool(self.output_model, self.derived_fields))
 
     def check_answer(self, answer: dict[str, Any], facts: Facts) -> tuple[dict[str, Any], str | None]:
         """The run's output from the model's answer, and why it is not acceptable (None when it is)."""

@@ -21,9 +21,13 @@ HEAD_ID = 1
 async def lock_head(s: AsyncSession, genesis: str) -> AuditHead:
     """The chain head, created at ``(0, genesis)`` when missing and row-locked (an UPDATE) before anything
     else is read, so two writers cannot both chain onto the same event."""
-    dialect = s.get_bind().dialect.name
-    await s.execute(insert_ignore(dialect, AuditHead, {"id": HEAD_ID, "seq": 0, "hash": genesis}, ["id"]))
-    await s.execute(update(AuditHead).where(AuditHead.id == HEAD_ID).values(seq=AuditHead.seq))
+    touch = update(AuditHead).where(AuditHead.id == HEAD_ID).values(seq=AuditHead.seq)
+    # The head exists after the first event: the dialects' INSERT ... ON CONFLICT is not in SQLAlchemy's
+    # statement cache (compiled afresh each time), so it is only run when the UPDATE found no row.
+    if not (await s.execute(touch)).rowcount:  # type: ignore[attr-defined]
+        dialect = s.get_bind().dialect.name
+        await s.execute(insert_ignore(dialect, AuditHead, {"id": HEAD_ID, "seq": 0, "hash": genesis}, ["id"]))
+        await s.execute(touch)
     return (await s.execute(select(AuditHead).where(AuditHead.id == HEAD_ID))).scalar_one()
 
 
