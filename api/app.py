@@ -25,6 +25,7 @@ from api.ui import console
 from approvals.policy import PolicyStore
 from countersign import telemetry
 from countersign.db import make_engine, read_only, session_factory
+from countersign.process import freeze_startup_objects
 from countersign.settings import Settings
 from tools.registry import fact_signatures, signatures
 from workers.client import API_RETRIES, connect
@@ -105,8 +106,10 @@ def create_app(
     *,
     sessions: async_sessionmaker[AsyncSession] | None = None,
     temporal: Client | None = None,
+    serving: bool = False,
 ) -> FastAPI:
-    """The API. Resources passed in (tests) are used as they are; otherwise the lifespan builds them."""
+    """The API. Resources passed in (tests) are used as they are; otherwise the lifespan builds them.
+    ``serving``: the app is the process's one service (start-up objects are then frozen for the GC)."""
     settings = settings or Settings()
 
     @asynccontextmanager
@@ -132,6 +135,8 @@ def create_app(
                 app.state.temporal = await connect(settings, retry=API_RETRIES)
             except Exception as e:  # readyz reports it; runs fail with 503 until Temporal is back
                 log.warning("Temporal not reachable at start-up: %s", e)
+        if serving:
+            freeze_startup_objects()
         yield
         if engine is not None:
             await engine.dispose()
@@ -155,7 +160,14 @@ def create_app(
     provider = telemetry.configure(
         "countersign-api", settings.resolved_database_url(), settings.trace_retention_days
     )
-    FastAPIInstrumentor.instrument_app(app, tracer_provider=provider, excluded_urls="/v1/healthz,/v1/readyz")
+    # One span per request: the ASGI receive/send spans would double the spans stored and say nothing an
+    # auditor or an engineer reads.
+    FastAPIInstrumentor.instrument_app(
+        app,
+        tracer_provider=provider,
+        excluded_urls="/v1/healthz,/v1/readyz",
+        exclude_spans=["receive", "send"],
+    )
     app.add_middleware(RequestGuard, limit=settings.max_body_bytes)
 
     original = app.openapi
@@ -174,4 +186,4 @@ def create_app(
 
 def app_from_env() -> FastAPI:
     """Entry point for ``uvicorn --factory api.app:app_from_env``."""
-    return create_app(Settings())
+    return create_app(Settings(), serving=True)

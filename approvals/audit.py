@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,24 +59,45 @@ class NewEvent:
 
 async def append(session: AsyncSession, event: NewEvent) -> AuditEvent | None:
     """Append one event in the caller's transaction; returns None when an event with that id exists."""
+    rows = await append_many(session, [event])
+    return rows[0] if rows else None
+
+
+async def append_many(session: AsyncSession, events: Sequence[NewEvent]) -> list[AuditEvent]:
+    """Append events in order in the caller's transaction, chained one to the next; those whose id is
+    already in the ledger (a retried step) are skipped. Returns the appended rows.
+
+    The head is locked and moved once, and existing ids are looked up in one query, however many events a
+    step records.
+    """
+    if not events:
+        return []
     head = await ledger.lock_head(session, GENESIS)
-    if await ledger.has_event(session, event.id):
-        return None
-    row = AuditEvent(
-        seq=head.seq + 1,
-        id=event.id,
-        tenant_id=event.tenant_id,
-        run_id=event.run_id,
-        type=event.type,
-        actor=event.actor,
-        trace_id=event.trace_id,
-        occurred_at=utcnow(),
-        data=json.loads(canonical_json(event.data)),
-        prev_hash=head.hash,
-    )
-    row.hash = event_hash(row)
-    await ledger.add_event(session, row, head)
-    return row
+    seen = await ledger.existing_ids(session, [e.id for e in events])
+    seq, prev = head.seq, head.hash
+    rows: list[AuditEvent] = []
+    for event in events:
+        if event.id in seen:
+            continue
+        seen.add(event.id)
+        seq += 1
+        row = AuditEvent(
+            seq=seq,
+            id=event.id,
+            tenant_id=event.tenant_id,
+            run_id=event.run_id,
+            type=event.type,
+            actor=event.actor,
+            trace_id=event.trace_id,
+            occurred_at=utcnow(),
+            data=json.loads(canonical_json(event.data)),
+            prev_hash=prev,
+        )
+        row.hash = prev = event_hash(row)
+        rows.append(row)
+    if rows:
+        await ledger.add_events(session, rows, head)
+    return rows
 
 
 async def record(sessions: async_sessionmaker[AsyncSession], event: NewEvent) -> None:

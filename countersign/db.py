@@ -69,14 +69,19 @@ SQLITE_BUSY_TIMEOUT_SECONDS = 5.0
 SQLITE_LOCK_POLL_SECONDS = 0.002
 
 
-def insert_ignore(
-    dialect: str, table: Any, rows: dict[str, Any] | list[dict[str, Any]], keys: list[str]
-) -> Any:
-    """``INSERT ... ON CONFLICT (keys) DO NOTHING`` for the dialect (PostgreSQL or SQLite)."""
+def insert_ignore(dialect: str, table: Any, keys: list[str]) -> Any:
+    """``INSERT ... ON CONFLICT (keys) DO NOTHING`` for the dialect (PostgreSQL or SQLite); execute it with
+    the rows as parameters (one dict, or a list for an executemany).
+
+    The dialects' ON CONFLICT statements are not in SQLAlchemy's statement cache: each execution compiles
+    afresh. With the rows as parameters that is one row's worth of columns, however many rows are written
+    (rows given as ``.values()`` would compile a bound parameter per column of every row).
+    """
     from sqlalchemy.dialects import postgresql, sqlite
 
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    return insert(table).values(rows).on_conflict_do_nothing(index_elements=keys)
+    # The Core table, not the ORM class: a Core insert reports its rowcount (the ORM's bulk path does not).
+    return insert(getattr(table, "__table__", table)).on_conflict_do_nothing(index_elements=keys)
 
 
 def make_engine(url: str) -> AsyncEngine:

@@ -25,6 +25,7 @@ from approvals.checkpoints import BadKey, load_private_key
 from approvals.policy import PolicyStore
 from countersign import telemetry
 from countersign.db import make_engine, session_factory
+from countersign.process import freeze_startup_objects
 from countersign.settings import Settings
 from tools.business import BusinessStore
 from tools.registry import fact_signatures, signatures
@@ -166,6 +167,7 @@ async def serve(settings: Settings, *, webhooks: bool = True) -> None:
         log.info(
             "worker polling task queue %s at %s", settings.task_queue, settings.resolved_temporal_address()
         )
+        freeze_startup_objects()
         await stop.wait()
     await telemetry.shutdown()
     await engine.dispose()

@@ -26,7 +26,7 @@ async def lock_head(s: AsyncSession, genesis: str) -> AuditHead:
     # statement cache (compiled afresh each time), so it is only run when the UPDATE found no row.
     if not (await s.execute(touch)).rowcount:  # type: ignore[attr-defined]
         dialect = s.get_bind().dialect.name
-        await s.execute(insert_ignore(dialect, AuditHead, {"id": HEAD_ID, "seq": 0, "hash": genesis}, ["id"]))
+        await s.execute(insert_ignore(dialect, AuditHead, ["id"]), {"id": HEAD_ID, "seq": 0, "hash": genesis})
         await s.execute(touch)
     return (await s.execute(select(AuditHead).where(AuditHead.id == HEAD_ID))).scalar_one()
 
@@ -37,17 +37,19 @@ async def head(s: AsyncSession) -> AuditHead | None:
     return row
 
 
-async def has_event(s: AsyncSession, event_id: str) -> bool:
-    """Whether an event with that id is in the ledger."""
-    return await s.scalar(select(AuditEvent.seq).where(AuditEvent.id == event_id)) is not None
+async def existing_ids(s: AsyncSession, event_ids: Sequence[str]) -> set[str]:
+    """Which of these event ids are in the ledger."""
+    if not event_ids:
+        return set()
+    return set((await s.scalars(select(AuditEvent.id).where(AuditEvent.id.in_(set(event_ids))))).all())
 
 
-async def add_event(s: AsyncSession, row: AuditEvent, head_row: AuditHead) -> None:
-    """Insert the event and move the locked head onto it: the event first, since the head may only point at
-    an event that exists (the database checks it)."""
-    s.add(row)
-    await s.flush([row])
-    head_row.seq, head_row.hash = row.seq, row.hash
+async def add_events(s: AsyncSession, rows: Sequence[AuditEvent], head_row: AuditHead) -> None:
+    """Insert the events (chained, in order) and move the locked head onto the last: the events first, since
+    the head may only point at an event that exists (the database checks it)."""
+    s.add_all(rows)
+    await s.flush(list(rows))
+    head_row.seq, head_row.hash = rows[-1].seq, rows[-1].hash
     await s.flush([head_row])
 
 

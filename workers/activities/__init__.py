@@ -59,19 +59,22 @@ class LedgerSink:
             for e in events:
                 if e.replay is not None:
                     await policy_calls.add(session, e.replay)
-            for e in events:
-                await audit.append(
-                    session,
+            actor = f"agent:{ctx['agent']}"
+            await audit.append_many(
+                session,
+                [
                     audit.NewEvent(
                         id=e.id,
                         type=e.type,
-                        actor=f"agent:{ctx['agent']}",
+                        actor=actor,
                         data=e.data,
                         tenant_id=ctx["tenant_id"],
                         run_id=ctx["run_id"],
                         trace_id=trace_id,
-                    ),
-                )
+                    )
+                    for e in events
+                ],
+            )
 
 
 async def _deliver(delivery_ids: list[str]) -> None:
