@@ -115,28 +115,43 @@ def make_engine(url: str) -> AsyncEngine:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _begin(conn):  # type: ignore[no-untyped-def]
-        # Read-only sessions (``read_only``) begin deferred: in WAL mode a reader takes no lock at all.
-        if conn.get_execution_options().get(READ_ONLY):
-            conn.exec_driver_sql("BEGIN")
-            return
-        # SQLite's own busy handler sleeps ever longer (up to 100 ms) between tries, so a process whose
-        # writer is busy keeps the lock from one transaction to the next while the other process sleeps.
-        # Try without waiting and retry after a short, non-blocking sleep on the event loop instead.
-        conn.exec_driver_sql("PRAGMA busy_timeout=0")
-        deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_SECONDS
+        # On the driver's connection, not through conn.exec_driver_sql: these are not the application's
+        # statements, and each would otherwise go through SQLAlchemy's execution events (a traced span per
+        # statement, and per attempt at the lock).
+        cur = conn.connection.dbapi_connection.cursor()
         try:
-            while True:
-                try:
-                    conn.exec_driver_sql("BEGIN IMMEDIATE")
-                    return
-                except OperationalError as e:
-                    if "locked" not in str(e) or time.monotonic() > deadline:
-                        raise
-                await_only(asyncio.sleep(SQLITE_LOCK_POLL_SECONDS))
+            # Read-only sessions (``read_only``) begin deferred: in WAL mode a reader takes no lock at all.
+            if conn.get_execution_options().get(READ_ONLY):
+                cur.execute("BEGIN")
+                return
+            _begin_immediate(cur, conn.dialect.dbapi.OperationalError)
         finally:
-            conn.exec_driver_sql(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_SECONDS * 1000)}")
+            cur.close()
 
     return engine
+
+
+def _begin_immediate(cur: Any, locked_error: type[Exception]) -> None:
+    """``BEGIN IMMEDIATE``, waiting for the write lock up to the busy timeout.
+
+    SQLite's own busy handler sleeps ever longer (up to 100 ms) between tries, so a process whose writer is
+    busy keeps the lock from one transaction to the next while the other process sleeps. Try without
+    waiting and retry after a short, non-blocking sleep on the event loop instead.
+    """
+    cur.execute("PRAGMA busy_timeout=0")
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_SECONDS
+    try:
+        while True:
+            try:
+                cur.execute("BEGIN IMMEDIATE")
+                return
+            except locked_error as e:
+                if "locked" not in str(e) or time.monotonic() > deadline:
+                    # As SQLAlchemy reports a failed statement: callers (and retry policies) know that type.
+                    raise OperationalError("BEGIN IMMEDIATE", None, e) from e
+            await_only(asyncio.sleep(SQLITE_LOCK_POLL_SECONDS))
+    finally:
+        cur.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_SECONDS * 1000)}")
 
 
 READ_ONLY = "countersign_read_only"

@@ -22,7 +22,8 @@ async def test_append_many_chains_in_order_and_skips_ids_already_recorded(db_url
         assert first is not None and first.seq == 1
         async with sessions() as s, s.begin():
             # "a" is a retried step's event, "c" appears twice in the batch: each is recorded once.
-            rows = await audit.append_many(s, [_event("a", 0), _event("b", 1), _event("c", 2), _event("c", 3)])
+            batch = [_event("a", 0), _event("b", 1), _event("c", 2), _event("c", 3)]
+            rows = await audit.append_many(s, batch)
         assert [(r.id, r.seq) for r in rows] == [("b", 2), ("c", 3)]
         assert rows[0].prev_hash == first.hash and rows[1].prev_hash == rows[0].hash
         async with sessions() as s, s.begin():
