@@ -74,13 +74,18 @@ class Bench:
     # -- ours ---------------------------------------------------------------------------------------------
     async def post_run(self, ticket: str) -> str:
         # A careful client: a 503 (the database or Temporal busy) is retried with the same idempotency key.
+        # A dropped connection (the server closed an idle keep-alive one as it was reused) is retried too.
         key = str(uuid.uuid4())
         for _ in range(50):
-            r = await self.http.post(
-                f"{self.api}/v1/runs",
-                json={"agent": "support_drafting", "input": {"ticket_id": ticket}},
-                headers={**self.key("trigger"), "Idempotency-Key": key},
-            )
+            try:
+                r = await self.http.post(
+                    f"{self.api}/v1/runs",
+                    json={"agent": "support_drafting", "input": {"ticket_id": ticket}},
+                    headers={**self.key("trigger"), "Idempotency-Key": key},
+                )
+            except httpx.TransportError:
+                await asyncio.sleep(0.1)
+                continue
             if r.status_code != 503:
                 break
             await asyncio.sleep(float(r.headers.get("retry-after", "1")))
@@ -99,9 +104,14 @@ class Bench:
     async def paused(self, run_id: str, timeout: float = 600) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            r = await self.http.get(
-                f"{self.api}/v1/approvals?status=pending&run_id={run_id}", headers=self.key("approver-alice")
-            )
+            try:
+                r = await self.http.get(
+                    f"{self.api}/v1/approvals?status=pending&run_id={run_id}",
+                    headers=self.key("approver-alice"),
+                )
+            except httpx.TransportError:
+                await asyncio.sleep(0.1)
+                continue
             items = r.json().get("items", []) if r.status_code == 200 else []
             if items:
                 return dict(items[0])
