@@ -10,8 +10,8 @@ def freeze_startup_objects() -> None:
     that live as long as the process) out of the garbage collector's full passes.
 
     A full pass over them takes 50–150 ms, during which the event loop stands still: every request and
-    every workflow task in flight waits. Called once the process is ready, after a collection, so no garbage
-    is kept for good.
+    every workflow task in flight waits. Called once start-up is done and before the process serves (the
+    collection that precedes the freeze, so no garbage is kept for good, stops the loop once).
     """
     gc.collect()
     gc.freeze()

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 import countersign.db
 from countersign.db import make_engine, read_only, session_factory
@@ -70,6 +71,6 @@ async def test_a_writer_that_cannot_get_the_lock_fails_as_busy(
         await waiter.dispose()
 
 
-async def _write(sessions: countersign.db.async_sessionmaker[countersign.db.AsyncSession], n: int) -> None:
+async def _write(sessions: async_sessionmaker[AsyncSession], n: int) -> None:
     async with sessions() as s, s.begin():
         await s.execute(text("INSERT INTO t VALUES (:n)"), {"n": n})

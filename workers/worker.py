@@ -154,6 +154,8 @@ async def serve(settings: Settings, *, webhooks: bool = True) -> None:
         every = timedelta(seconds=settings.audit_checkpoint_seconds)
         sid = await ensure_checkpoint_schedule(client, settings.task_queue, every)
         log.info("audit checkpoints every %s (schedule %s)", every, sid)
+    # Before polling: the collection stops the loop for ~0.1 s, which no task should wait through.
+    freeze_startup_objects()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -167,7 +169,6 @@ async def serve(settings: Settings, *, webhooks: bool = True) -> None:
         log.info(
             "worker polling task queue %s at %s", settings.task_queue, settings.resolved_temporal_address()
         )
-        freeze_startup_objects()
         await stop.wait()
     await telemetry.shutdown()
     await engine.dispose()
