@@ -18,6 +18,8 @@ from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
 from sqlalchemy.util import await_only
 
+from countersign import sqlite
+
 NAMING = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -101,7 +103,12 @@ def make_engine(url: str) -> AsyncEngine:
     if not memory:
         Path(str(parsed.database)).parent.mkdir(parents=True, exist_ok=True)
     pool: dict[str, Any] = {} if memory else {"pool_size": 1, "max_overflow": 0, "pool_timeout": 60}
-    engine = create_async_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS}, **pool)
+    database = ":memory:" if memory else str(parsed.database)
+
+    async def connect() -> Any:
+        return await sqlite.connect(database, busy_timeout=SQLITE_BUSY_TIMEOUT_SECONDS)
+
+    engine = create_async_engine(url, async_creator=connect, **pool)
 
     @event.listens_for(engine.sync_engine, "connect")
     def _pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
@@ -110,7 +117,6 @@ def make_engine(url: str) -> AsyncEngine:
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA foreign_keys=ON")
-        cur.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_SECONDS * 1000)}")
         cur.close()
 
     @event.listens_for(engine.sync_engine, "begin")
@@ -118,40 +124,33 @@ def make_engine(url: str) -> AsyncEngine:
         # On the driver's connection, not through conn.exec_driver_sql: these are not the application's
         # statements, and each would otherwise go through SQLAlchemy's execution events (a traced span per
         # statement, and per attempt at the lock).
-        cur = conn.connection.dbapi_connection.cursor()
-        try:
-            # Read-only sessions (``read_only``) begin deferred: in WAL mode a reader takes no lock at all.
-            if conn.get_execution_options().get(READ_ONLY):
-                cur.execute("BEGIN")
-                return
-            _begin_immediate(cur, conn.dialect.dbapi.OperationalError)
-        finally:
-            cur.close()
+        driver: sqlite.Connection = conn.connection.driver_connection
+        # Read-only sessions (``read_only``) begin deferred: in WAL mode a reader takes no lock at all.
+        if conn.get_execution_options().get(READ_ONLY):
+            await_only(driver.begin())
+        else:
+            _begin_immediate(driver)
 
     return engine
 
 
-def _begin_immediate(cur: Any, locked_error: type[Exception]) -> None:
+def _begin_immediate(driver: sqlite.Connection) -> None:
     """``BEGIN IMMEDIATE``, waiting for the write lock up to the busy timeout.
 
     SQLite's own busy handler sleeps ever longer (up to 100 ms) between tries, so a process whose writer is
     busy keeps the lock from one transaction to the next while the other process sleeps. Try without
     waiting and retry after a short, non-blocking sleep on the event loop instead.
     """
-    cur.execute("PRAGMA busy_timeout=0")
     deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_SECONDS
-    try:
-        while True:
-            try:
-                cur.execute("BEGIN IMMEDIATE")
-                return
-            except locked_error as e:
-                if "locked" not in str(e) or time.monotonic() > deadline:
-                    # As SQLAlchemy reports a failed statement: callers (and retry policies) know that type.
-                    raise OperationalError("BEGIN IMMEDIATE", None, e) from e
-            await_only(asyncio.sleep(SQLITE_LOCK_POLL_SECONDS))
-    finally:
-        cur.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_SECONDS * 1000)}")
+    while True:
+        try:
+            await_only(driver.begin_immediate_or_fail())
+            return
+        except driver.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                # As SQLAlchemy reports a failed statement: callers (and retry policies) know that type.
+                raise OperationalError("BEGIN IMMEDIATE", None, e) from e
+        await_only(asyncio.sleep(SQLITE_LOCK_POLL_SECONDS))
 
 
 READ_ONLY = "countersign_read_only"

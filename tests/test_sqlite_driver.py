@@ -1,0 +1,82 @@
+"""The SQLite connection under the async engine: one trip to its thread per statement, else unchanged."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from countersign import sqlite
+from countersign.db import make_engine, read_only, session_factory
+
+
+@pytest.fixture
+async def engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'd.db'}")
+    async with engine.begin() as conn:
+        await conn.execute(text("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT UNIQUE)"))
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+def trips(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The name of each function sent to a connection's thread."""
+    seen: list[str] = []
+    original = sqlite.Connection._execute
+
+    async def counted(self: sqlite.Connection, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        seen.append(getattr(fn, "__qualname__", repr(fn)))
+        return await original(self, fn, *args, **kwargs)
+
+    monkeypatch.setattr(sqlite.Connection, "_execute", counted)
+    return seen
+
+
+async def test_a_statement_is_one_trip_and_a_read_transaction_three(
+    engine: AsyncEngine, trips: list[str]
+) -> None:
+    async with read_only(session_factory(engine))() as s:
+        await s.connection()  # checked out and begun before counting: the pool's first connect is not counted
+        trips.clear()
+        assert (await s.scalar(text("SELECT count(*) FROM t"))) == 0
+        assert len(trips) == 1
+    # Begin, the statement, commit; returning the connection to the pool then costs no trip (no transaction).
+    trips.clear()
+    async with read_only(session_factory(engine))() as s, s.begin():
+        await s.execute(text("SELECT 1"))
+    assert len(trips) == 3, trips
+
+
+async def test_rows_counts_and_ids_come_back_as_from_the_driver(engine: AsyncEngine) -> None:
+    async with engine.begin() as conn:
+        first = await conn.execute(text("INSERT INTO t (name) VALUES ('a')"))
+        assert first.lastrowid == 1
+        await conn.execute(text("INSERT INTO t (name) VALUES (:n)"), [{"n": "b"}, {"n": "c"}])
+        changed = await conn.execute(text("UPDATE t SET name = name || '!' WHERE id > 1"))
+        assert changed.rowcount == 2
+    async with engine.connect() as conn:
+        rows = (await conn.execute(text("SELECT id, name FROM t ORDER BY id"))).all()
+        assert [tuple(r) for r in rows] == [(1, "a"), (2, "b!"), (3, "c!")]
+        assert (await conn.execute(text("SELECT name FROM t WHERE id = 9"))).first() is None
+
+
+async def test_a_failed_statement_raises_as_sqlalchemy_reports_it(engine: AsyncEngine) -> None:
+    async with engine.connect() as conn:
+        await conn.begin()
+        await conn.execute(text("INSERT INTO t (name) VALUES ('x')"))
+        with pytest.raises(IntegrityError):
+            await conn.execute(text("INSERT INTO t (name) VALUES ('x')"))
+        await conn.rollback()
+        with pytest.raises(OperationalError, match="no such table"):
+            await conn.execute(text("SELECT * FROM missing"))
+    async with engine.connect() as conn:
+        assert (await conn.scalar(text("SELECT count(*) FROM t"))) == 0
+    # The connection went back to the pool with no transaction open: another writer gets the lock.
+    async with engine.begin() as conn:
+        await conn.execute(text("INSERT INTO t (name) VALUES ('y')"))
