@@ -124,7 +124,8 @@ def create_app(
         )
         if sessions is None:
             engine = make_engine(settings.resolved_database_url())
-            SQLAlchemyInstrumentor().instrument(engine=engine.sync_engine, tracer_provider=provider)
+            if settings.trace_sql:
+                SQLAlchemyInstrumentor().instrument(engine=engine.sync_engine, tracer_provider=provider)
             app.state.sessions = session_factory(engine)
         else:
             app.state.sessions = sessions

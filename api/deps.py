@@ -8,10 +8,10 @@ import math
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Annotated, Any
 
-from fastapi import Depends, Request, Security
+from fastapi import BackgroundTasks, Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 
 from api.auth import (
@@ -52,7 +52,11 @@ async def session(request: Request) -> AsyncIterator[AsyncSession]:
         await s.commit()
 
 
-def temporal(request: Request) -> Client:
+# Dependencies are ``async def`` even when they do not await: FastAPI runs a plain ``def`` dependency in its
+# thread pool, a hand-over to a thread and back for every request.
+
+
+async def temporal(request: Request) -> Client:
     """The shared Temporal client (connected at start-up, or on first use if Temporal was down)."""
     client: Client | None = request.app.state.temporal
     if client is None:
@@ -60,7 +64,7 @@ def temporal(request: Request) -> Client:
     return client
 
 
-def settings(request: Request) -> Settings:
+async def settings(request: Request) -> Settings:
     """The app's settings."""
     value: Settings = request.app.state.settings
     return value
@@ -73,7 +77,9 @@ async def policy(request: Request) -> PolicyStore:
     return store
 
 
-SessionDep = Annotated[AsyncSession, Depends(session)]
+# Ended (committed) when the route function returns, before the response is sent: a commit that fails must
+# fail the request, not follow a 2xx the client already has. A streamed response does not hold it open.
+SessionDep = Annotated[AsyncSession, Depends(session, scope="function")]
 TemporalDep = Annotated[Client, Depends(temporal)]
 SettingsDep = Annotated[Settings, Depends(settings)]
 PolicyDep = Annotated[PolicyStore, Depends(policy)]
@@ -87,13 +93,17 @@ bearer = HTTPBearer(
 
 
 async def principal(
-    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)]
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],
+    s: SessionDep,
+    after_response: BackgroundTasks,
 ) -> Principal:
     """The caller, from ``Authorization: Bearer <key or JWT>``; 401 when missing, unknown, revoked, expired.
 
     Tokens shaped like JWTs (three dot-separated parts) are verified as OIDC tokens, everything else as an API
-    key. Authentication commits on its own short transaction (it records a key's last use), so the request's
-    transaction never holds a write lock while it waits on Temporal.
+    key. A key is looked up in the request's own session when the request only reads (GET, HEAD), and on a
+    short read transaction of its own otherwise, so a writing request's transaction (and on SQLite its write
+    lock) starts with its first write, never while it waits on Temporal.
     """
     token = credentials.credentials.strip() if credentials else ""
     if not token:
@@ -105,19 +115,26 @@ async def principal(
                 return await verifier.authenticate(s, token)
         except TokenRejected as e:
             raise Unauthorized(str(e)) from e
-    # The look-up reads only (no write lock on SQLite); the key's last use, kept to the minute, is recorded
-    # in a short write transaction of its own once a minute at most.
-    async with request.app.state.read_sessions() as s, s.begin():
+    if request.method in ("GET", "HEAD"):
         row = await valid_key(s, token)
+    else:
+        async with request.app.state.read_sessions() as r, r.begin():
+            row = await valid_key(r, token)
     if row is None:
         raise Unauthorized("the API key is unknown, revoked or expired")
     if use_is_stale(row):
-        try:
-            async with request.app.state.sessions() as w, w.begin():
-                await keys.touch(w, row.id, utcnow())
-        except DBAPIError:
-            log.warning("could not record the last use of key %s; the request goes on", row.prefix)
+        # Kept to the minute, once a minute at most, after the response: on a write transaction of its own,
+        # which must not wait for the connection the request's session holds.
+        after_response.add_task(_record_use, request.app.state.sessions, row.id, row.prefix)
     return principal_of(row)
+
+
+async def _record_use(sessions: async_sessionmaker[AsyncSession], key_id: str, prefix: str) -> None:
+    try:
+        async with sessions() as w, w.begin():
+            await keys.touch(w, key_id, utcnow())
+    except DBAPIError:
+        log.warning("could not record the last use of key %s", prefix)
 
 
 PrincipalDep = Annotated[Principal, Depends(principal)]

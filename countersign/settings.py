@@ -68,6 +68,10 @@ class Settings(BaseSettings):
     budget_max_tokens: int = Field(default=200_000, ge=1)
     budget_max_cost_usd: float = Field(default=5.0, ge=0)
     trace_retention_days: int = Field(default=30, ge=1)
+    # A span per SQL statement of the API: off by default (a run's start is nine statements; their spans cost
+    # more than the statements on SQLite, and say nothing an auditor reads). The workers' steps are traced
+    # either way.
+    trace_sql: bool = False
     # How long judged tool calls (with their arguments) are kept for `countersign policy diff`.
     policy_call_retention_days: int = Field(default=90, ge=1)
 

@@ -104,6 +104,7 @@ async def stream_run_events(
     run_id: str,
     request: Request,
     who: ReaderDep,
+    s: SessionDep,
     settings: SettingsDep,
     last_event_id: Annotated[
         str | None,
@@ -120,10 +121,10 @@ async def stream_run_events(
                 errors=[{"field": "Last-Event-ID", "message": "not an event id"}],
             )
         after = int(last_event_id)
+    # The request's session ends when this function returns, before the stream starts; the stream reads on
+    # short sessions of its own.
+    await service.get_run(s, who, run_id)
     sessions = request.app.state.read_sessions
-    # A short session of its own: a request-scoped one would stay open for as long as the stream.
-    async with sessions() as s:
-        await service.get_run(s, who, run_id)
 
     async def sse() -> AsyncIterator[ServerSentEvent]:
         async for e in events.stream(
