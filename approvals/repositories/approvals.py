@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import Select, bindparam, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import defer
 
 from approvals.models import ApprovalDecision, ApprovalRequest, DecisionClaim
 from countersign.db import insert_ignore
 from countersign.models import Run
-from countersign.repositories.keyset import After, newest_first
+from countersign.repositories.keyset import After, newest_first_query, page_params
 
 
 async def get(
@@ -38,12 +39,16 @@ async def decisions_of(s: AsyncSession, request_ids: Sequence[str]) -> list[Appr
     """The decisions taken on these requests, oldest first."""
     if not request_ids:
         return []
-    rows = await s.scalars(
-        select(ApprovalDecision)
-        .where(ApprovalDecision.request_id.in_(list(request_ids)))
-        .order_by(ApprovalDecision.created_at)
-    )
+    rows = await s.scalars(_DECISIONS_OF, {"ids": list(request_ids)})
     return list(rows.all())
+
+
+# Read with every inbox page: built once.
+_DECISIONS_OF = (
+    select(ApprovalDecision)
+    .where(ApprovalDecision.request_id.in_(bindparam("ids", expanding=True)))
+    .order_by(ApprovalDecision.created_at)
+)
 
 
 # A request's evidence (the agent's tool results, up to tens of KiB) is read only on its own page; lists skip
@@ -62,12 +67,24 @@ async def newest(
 ) -> list[ApprovalRequest]:
     """Up to ``limit`` of the tenant's requests, newest first, after the row ``after``; optionally only those
     of one status or run. Without their evidence, which only a request's own page shows."""
-    q: Any = select(ApprovalRequest).options(_NO_EVIDENCE).where(ApprovalRequest.tenant_id == tenant_id)
+    params = {"tenant_id": tenant_id, "status": status, "run_id": run_id, **page_params(after, limit)}
+    rows = await s.scalars(_newest(bool(status), bool(run_id), after is not None), params)
+    return list(rows.all())
+
+
+@functools.cache
+def _newest(status: bool, run: bool, after: bool) -> Select[Any]:
+    # The inbox's listing, one statement per shape, built once.
+    q = (
+        select(ApprovalRequest)
+        .options(_NO_EVIDENCE)
+        .where(ApprovalRequest.tenant_id == bindparam("tenant_id"))
+    )
     if status:
-        q = q.where(ApprovalRequest.status == status)
-    if run_id:
-        q = q.where(ApprovalRequest.run_id == run_id)
-    return await newest_first(s, q, ApprovalRequest.created_at, ApprovalRequest.id, after, limit)
+        q = q.where(ApprovalRequest.status == bindparam("status"))
+    if run:
+        q = q.where(ApprovalRequest.run_id == bindparam("run_id"))
+    return newest_first_query(q, ApprovalRequest.created_at, ApprovalRequest.id, after=after)
 
 
 async def inbox(
