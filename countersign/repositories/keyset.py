@@ -38,9 +38,7 @@ async def newest_first(
     id_col: Any,
     after: After | None,
     limit: int,
-    params: dict[str, Any] | None = None,
 ) -> list[Any]:
-    """Up to ``limit`` rows of ``query`` (run with ``params``) in (created_at desc, id desc) order, after the
-    row ``after``."""
+    """Up to ``limit`` rows of ``query`` in (created_at desc, id desc) order, after the row ``after``."""
     statement = newest_first_query(query, created_col, id_col, after=after is not None)
-    return list((await s.scalars(statement, {**(params or {}), **page_params(after, limit)})).all())
+    return list((await s.scalars(statement, page_params(after, limit))).all())
