@@ -78,7 +78,8 @@ class Cursor:
 
 class Connection(aiosqlite.Connection):
     """An aiosqlite connection whose cursors take one trip per statement, and whose commit and rollback
-    make no trip outside a transaction (a pooled connection is rolled back each time it is returned)."""
+    make no trip when no transaction is open or could be (a pooled connection is rolled back each time it
+    is returned)."""
 
     OperationalError = sqlite3.OperationalError
 
@@ -86,11 +87,16 @@ class Connection(aiosqlite.Connection):
         super().__init__(connector, iter_chunk_size=64)
         self._thread.daemon = True  # as SQLAlchemy's adapter does: a stuck statement never blocks exit
         self._in_transaction = False
+        # Trips queued (counted on the event loop) and finished (counted on the connection's thread): each
+        # counter has one writer. While they differ, a trip may still open a transaction, even one whose
+        # caller was cancelled and stopped waiting.
+        self._queued = 0
+        self._finished = 0
         self._busy_timeout_ms = int(busy_timeout * 1000)
 
     async def _execute(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         # Every trip goes through here (aiosqlite's own methods too), so the transaction state seen last on
-        # the connection's thread is always current.
+        # the connection's thread is current once every queued trip has finished.
         def call() -> Any:
             try:
                 return fn(*args, **kwargs)
@@ -99,8 +105,14 @@ class Connection(aiosqlite.Connection):
                     self._in_transaction = self._conn.in_transaction
                 except (ValueError, sqlite3.ProgrammingError):  # closed: no transaction
                     self._in_transaction = False
+                self._finished += 1
 
+        self._queued += 1
         return await super()._execute(call)  # type: ignore[no-untyped-call]
+
+    def _surely_idle(self) -> bool:
+        """No transaction open and none that a queued trip could still open."""
+        return self._finished == self._queued and not self._in_transaction
 
     async def on_thread(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
         """``fn(connection)``, run on the connection's thread."""
@@ -129,13 +141,13 @@ class Connection(aiosqlite.Connection):
         return Cursor(self)
 
     async def commit(self) -> None:
-        """Commit the open transaction, if any."""
-        if self._in_transaction:
+        """Commit the open transaction, if any (queued after every earlier trip)."""
+        if not self._surely_idle():
             await super().commit()
 
     async def rollback(self) -> None:
-        """Roll the open transaction back, if any."""
-        if self._in_transaction:
+        """Roll the open transaction back, if any (queued after every earlier trip)."""
+        if not self._surely_idle():
             await super().rollback()
 
 

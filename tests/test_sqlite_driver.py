@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -80,3 +81,19 @@ async def test_a_failed_statement_raises_as_sqlalchemy_reports_it(engine: AsyncE
     # The connection went back to the pool with no transaction open: another writer gets the lock.
     async with engine.begin() as conn:
         await conn.execute(text("INSERT INTO t (name) VALUES ('y')"))
+
+
+async def test_a_rollback_behind_a_begin_still_queued_is_not_skipped(tmp_path: Path) -> None:
+    # A caller cancelled while its BEGIN waits in the queue: the BEGIN still runs, and the rollback that
+    # returns the connection to the pool must run after it, not be skipped as "no transaction open".
+    conn = await sqlite.connect(str(tmp_path / "q.db"), busy_timeout=1)
+    try:
+        begun = asyncio.ensure_future(conn.begin())
+        await asyncio.sleep(0)  # the BEGIN is queued; its caller is not resumed before the rollback
+        await conn.rollback()
+        await begun
+        assert not await conn.on_thread(lambda raw: raw.in_transaction)
+        await conn.begin()  # would fail "cannot start a transaction within a transaction"
+        await conn.rollback()
+    finally:
+        await conn.close()
