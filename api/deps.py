@@ -37,12 +37,11 @@ async def session(request: Request) -> AsyncIterator[AsyncSession]:
     """The request's session: what the route writes commits when it returns and rolls back when it raises.
 
     Services commit early before they call Temporal, so no transaction (and on SQLite, no write lock) is
-    held across an RPC; a later statement starts a new transaction.
+    held across an RPC; a later statement starts a new transaction. On SQLite a process has one connection,
+    which this session holds from its first statement (for a read, the key check) to its end: a route must
+    not open a session of its own meanwhile, it would wait for that connection.
     """
-    # GET and HEAD never write: their sessions take no write lock on SQLite.
-    factory = (
-        request.app.state.read_sessions if request.method in ("GET", "HEAD") else request.app.state.sessions
-    )
+    factory = request.app.state.read_sessions if _reads_only(request) else request.app.state.sessions
     async with factory() as s:
         try:
             yield s
@@ -50,6 +49,11 @@ async def session(request: Request) -> AsyncIterator[AsyncSession]:
             await s.rollback()
             raise
         await s.commit()
+
+
+def _reads_only(request: Request) -> bool:
+    # GET and HEAD never write: their sessions take no write lock on SQLite.
+    return request.method in ("GET", "HEAD")
 
 
 # Dependencies are ``async def`` even when they do not await: FastAPI runs a plain ``def`` dependency in its
@@ -115,7 +119,7 @@ async def principal(
                 return await verifier.authenticate(s, token)
         except TokenRejected as e:
             raise Unauthorized(str(e)) from e
-    if request.method in ("GET", "HEAD"):
+    if _reads_only(request):
         row = await valid_key(s, token)
     else:
         async with request.app.state.read_sessions() as r, r.begin():
