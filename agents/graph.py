@@ -1,9 +1,10 @@
 """The loop every agent runs: model → policy → gate → tools → model, as a LangGraph ``StateGraph``.
 
-The model, policy and tools nodes run as Temporal activities (through the ``temporalio-langgraph`` plugin);
-the gate runs in the workflow and interrupts when a person must decide. The policy verdict is computed in an
-activity, so it is recorded in workflow history and a replay never re-decides with a newer policy.
-The gate has its own node before the tools node because LangGraph re-runs a whole node on resume.
+The model and the tools run in Temporal activities (through the ``temporalio-langgraph`` plugin); the gate
+runs in the workflow and interrupts when a person must decide. The policy's verdicts are computed in the
+model's activity, so they are recorded in workflow history and a replay never re-decides with a newer
+policy. A turn's tool calls run in the activity that then asks the model (``act``): one round trip per turn.
+The gate has its own node before them because LangGraph re-runs a whole node on resume.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Annotated, Any, Literal, Protocol, TypedDict
+from typing import Annotated, Any, Literal, Protocol, TypedDict, cast
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import (
@@ -263,18 +264,44 @@ async def think(state: AgentState, runtime: Runtime[RunContext], config: Runnabl
     (replay never re-decides), without a round trip of their own.
     """
     services, spec = _bound(config)
+    async with heartbeats(model_failures()):
+        update, events = await _think(services, spec, state, runtime.context)
+        await services.events(runtime.context, events)
+    return update
+
+
+async def act(state: AgentState, runtime: Runtime[RunContext], config: RunnableConfig) -> dict[str, Any]:
+    """This turn's allowed and approved calls, then the model's next turn on their results: one activity.
+
+    The calls run first and their ledger events are committed before the model is asked, so an effect is on
+    record even if the model then fails for good. A retry runs the calls again with the same idempotency
+    keys (their ids come from the recorded model message): the effects ledger keeps each side effect to one.
+    """
+    services, spec = _bound(config)
     ctx = runtime.context
     async with heartbeats(model_failures()):
-        update, events = await _model_turn(services, spec, state, ctx)
-        ai = update["messages"][-1] if update.get("messages") else None
-        answered = isinstance(ai, AIMessage) and any(c["name"] == FINAL_ANSWER for c in ai.tool_calls)
-        if isinstance(ai, AIMessage) and ai.tool_calls and not update.get("stopped") and not answered:
-            history = convert_to_messages(state.get("messages", []))
-            verdicts, more = await _verdicts(services, spec, ctx, ai, history)
-            update |= {"verdicts": verdicts, "decisions": {}}
-            events += more
+        done, events = await _run_tools(services, spec, state, ctx)
         await services.events(ctx, events)
-    return update
+        messages = [*convert_to_messages(state.get("messages", [])), *done["messages"]]
+        after = cast(AgentState, {**state, "messages": messages})
+        update, events = await _think(services, spec, after, ctx)
+        await services.events(ctx, events)
+    return {**update, "messages": [*done["messages"], *update.get("messages", [])]}
+
+
+async def _think(
+    services: AgentServices, spec: AgentSpec, state: AgentState, ctx: RunContext
+) -> tuple[dict[str, Any], list[LedgerEntry]]:
+    """One model turn with the policy's verdicts on the calls it proposes."""
+    update, events = await _model_turn(services, spec, state, ctx)
+    ai = update["messages"][-1] if update.get("messages") else None
+    answered = isinstance(ai, AIMessage) and any(c["name"] == FINAL_ANSWER for c in ai.tool_calls)
+    if isinstance(ai, AIMessage) and ai.tool_calls and not update.get("stopped") and not answered:
+        history = convert_to_messages(state.get("messages", []))
+        verdicts, more = await _verdicts(services, spec, ctx, ai, history)
+        update |= {"verdicts": verdicts, "decisions": {}}
+        events += more
+    return update, events
 
 
 async def _model_turn(
@@ -654,16 +681,20 @@ async def run_tools(
     state: AgentState, runtime: Runtime[RunContext], config: RunnableConfig
 ) -> dict[str, Any]:
     """Run allowed and approved calls with exactly the approved arguments; explain every call not run."""
+    services, spec = _bound(config)
     async with heartbeats():
-        return await _run_tools(state, runtime, config)
+        update, events = await _run_tools(services, spec, state, runtime.context)
+        await services.events(runtime.context, events)
+    return update
 
 
 async def _run_tools(
-    state: AgentState, runtime: Runtime[RunContext], config: RunnableConfig
-) -> dict[str, Any]:
-    services, spec = _bound(config)
+    services: AgentServices, spec: AgentSpec, state: AgentState, ctx: RunContext
+) -> tuple[dict[str, Any], list[LedgerEntry]]:
+    """The tool messages of this turn's calls and the ledger events of those that ran. The caller writes the
+    events in one transaction; a crash before it re-runs the calls, and the effects ledger keeps every write
+    tool's side effect to one."""
     granted = spec.tools()
-    ctx = runtime.context
     ai = _last_ai(convert_to_messages(state.get("messages", [])))
     verdicts = state.get("verdicts", {})
     decisions = state.get("decisions", {})
@@ -712,10 +743,7 @@ async def _run_tools(
                 )
             content = json.dumps(result, default=str)
         out.append(ToolMessage(content=content, tool_call_id=call_id, name=call["name"], status=status))
-    # One transaction for the turn's ledger events; a crash before it re-runs the node, and the effects
-    # ledger keeps every write tool's side effect to one.
-    await services.events(ctx, events)
-    return {"messages": out}
+    return {"messages": out}, events
 
 
 async def _execute(
@@ -786,8 +814,9 @@ async def after_think(state: AgentState) -> Literal["gate", "model", "__end__"]:
 
 # Graph topologies by version. A run keeps the topology it started with (the workflow picks it behind a
 # patch marker), so in-flight runs replay after an upgrade. Version 2 evaluates the policy in the model's
-# activity: one round trip per model turn instead of two.
-GRAPH_VERSIONS = (1, 2)
+# activity: one round trip per model turn instead of two. Version 3 runs a turn's tool calls in the same
+# activity as the model turn that reads their results (``act``): one round trip per model turn in all.
+GRAPH_VERSIONS = (1, 2, 3)
 
 
 def graph_name(agent: str, version: int) -> str:
@@ -795,7 +824,7 @@ def graph_name(agent: str, version: int) -> str:
     return agent if version == 1 else f"{agent}@{version}"
 
 
-def build_graph(spec: AgentSpec, services: AgentServices, version: int = 2) -> StateGraph[Any, Any, Any, Any]:
+def build_graph(spec: AgentSpec, services: AgentServices, version: int = 3) -> StateGraph[Any, Any, Any, Any]:
     """The agent's graph, its activity nodes bound to this worker's services."""
     # Every worker on a task queue serves the same graphs, so (task queue, agent) names the binding the same
     # way in every process: an activity retried on another worker finds its services there too.
@@ -832,25 +861,45 @@ def build_graph(spec: AgentSpec, services: AgentServices, version: int = 2) -> S
             },
         )
     g.add_node("gate", gate, metadata={"execute_in": "workflow"})
-    g.add_node(
-        "tools",
-        run_tools,  # type: ignore[arg-type]
-        metadata={
-            **bind,
-            "execute_in": "activity",
-            "start_to_close_timeout": services.tool_timeout,
-            "heartbeat_timeout": services.heartbeat,
-            "summary": "run tools",
-        },
-    )
+    if version < 3:
+        g.add_node(
+            "tools",
+            run_tools,  # type: ignore[arg-type]
+            metadata={
+                **bind,
+                "execute_in": "activity",
+                "start_to_close_timeout": services.tool_timeout,
+                "heartbeat_timeout": services.heartbeat,
+                "summary": "run tools",
+            },
+        )
+    else:
+        act_timeout = services.tool_timeout + services.model_timeout + timedelta(seconds=30)
+        g.add_node(
+            "act",
+            act,  # type: ignore[arg-type]
+            metadata={
+                **bind,
+                "execute_in": "activity",
+                "start_to_close_timeout": act_timeout,
+                "heartbeat_timeout": services.heartbeat,
+                "schedule_to_close_timeout": services.step_deadline,
+                "retry_policy": retry,
+                "summary": f"{spec.name}: tools, then model",
+            },
+        )
     g.add_edge(START, "model")
     if version == 1:
         g.add_conditional_edges("model", after_model, ["policy", "model", END])
         g.add_edge("policy", "gate")
     else:
         g.add_conditional_edges("model", after_think, ["gate", "model", END])
-    g.add_edge("gate", "tools")
-    g.add_edge("tools", "model")
+    if version < 3:
+        g.add_edge("gate", "tools")
+        g.add_edge("tools", "model")
+    else:
+        g.add_edge("gate", "act")
+        g.add_conditional_edges("act", after_think, ["gate", "model", END])
     return g
 
 

@@ -61,6 +61,6 @@ async def test_fresh_and_recorded_histories_replay(stack: Stack, db_url: str) ->
     if RECORD:
         HISTORIES.mkdir(exist_ok=True)
         # One file per workflow version; earlier ones stay (runs of every version must keep replaying).
-        out = HISTORIES / "support_drafting_refund_approved_fast_path.json"
+        out = HISTORIES / "support_drafting_refund_approved_act_then_think.json"
         out.write_text(json.dumps({"workflow_id": fresh.workflow_id, "history": json.loads(fresh.to_json())}))
-    assert len(histories) >= 3 or RECORD, "recorded histories missing under tests/workers/histories"
+    assert len(histories) >= 4 or RECORD, "recorded histories missing under tests/workers/histories"

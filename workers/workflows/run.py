@@ -68,6 +68,9 @@ LOCAL_DB_ACTIVITY: dict[str, Any] = {
 # projection writes are local activities carrying their webhook events (an outbox, no child workflows), and
 # a decision is recorded before it takes effect. Runs started earlier replay on the old path.
 FAST_PATH = "countersign-fast-path-1"
+# Runs started from this patch on run a turn's tool calls in the activity that then asks the model (graph
+# version 3). Runs started earlier replay on the graph they started with.
+ACT_THEN_THINK = "countersign-act-then-think-1"
 
 
 def _seconds(value: Any) -> timedelta | None:
@@ -111,7 +114,8 @@ class AgentRunWorkflow:
         if not self._fast:
             # Runs from FAST_PATH on have their run.started recorded by the API, with the run row.
             await self._status(StatusUpdate(run=inp, status="running", event="run.started"))
-        app = graph(graph_name(inp.agent, 2 if self._fast else 1)).compile(checkpointer=InMemorySaver())
+        version = (3 if workflow.patched(ACT_THEN_THINK) else 2) if self._fast else 1
+        app = graph(graph_name(inp.agent, version)).compile(checkpointer=InMemorySaver())
         config: dict[str, Any] = {"configurable": {"thread_id": inp.run_id}, "recursion_limit": 100}
         context = {
             "run_id": inp.run_id,
