@@ -33,6 +33,7 @@ from langchain_core.messages import (
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.message import add_messages
+from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import Runtime
 from langgraph.types import interrupt
 from opentelemetry import metrics
@@ -822,6 +823,21 @@ GRAPH_VERSIONS = (1, 2, 3)
 def graph_name(agent: str, version: int) -> str:
     """The name a graph topology of an agent is registered under."""
     return agent if version == 1 else f"{agent}@{version}"
+
+
+_COMPILED: dict[int, tuple[StateGraph[Any, Any, Any, Any], CompiledStateGraph[Any, Any, Any, Any]]] = {}
+
+
+def compiled(g: StateGraph[Any, Any, Any, Any]) -> CompiledStateGraph[Any, Any, Any, Any]:
+    """``g`` compiled once per process (compiling costs more than a model turn of the scripted model).
+
+    A compiled graph holds no run's state: each run takes a copy with a checkpointer of its own
+    (``compiled(g).copy({"checkpointer": ...})``), so a run replayed after its eviction starts clean.
+    """
+    hit = _COMPILED.get(id(g))
+    if hit is None or hit[0] is not g:
+        hit = _COMPILED[id(g)] = (g, g.compile())
+    return hit[1]
 
 
 def build_graph(spec: AgentSpec, services: AgentServices, version: int = 3) -> StateGraph[Any, Any, Any, Any]:

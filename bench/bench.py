@@ -494,6 +494,9 @@ def report(b: Bench) -> None:
     )
 
 
+PARTS = ("latency", "decision", "starts", "throughput", "restart", "paused")
+
+
 async def main() -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--reps", type=int, default=15, help="A/B pairs for latencies")
@@ -503,6 +506,9 @@ async def main() -> int:
         "--paused", type=int, default=10_000, help="paused runs for the memory/inbox measure (0: skip)"
     )
     p.add_argument("--json", type=Path, help="also write the figures here")
+    p.add_argument(
+        "--only", nargs="+", choices=PARTS, default=list(PARTS), help="measure only these, in order"
+    )
     a = p.parse_args()
     root = Path(tempfile.mkdtemp(prefix="countersign-bench-"))
     b = await start_stack(root)
@@ -510,14 +516,20 @@ async def main() -> int:
         with Progress(console=console) as progress:
             await b.run_once()  # warm-up: imports, the knowledge index, connections
             await b.bare_once(1)
-            await bench_latency(b, progress, a.reps)
-            await bench_decision(b, progress, max(5, a.reps // 2))
-            await bench_starts(b, progress, a.starts)
-            for n in a.concurrency:
-                await bench_throughput(b, progress, n)
-            await bench_restart(b, progress, root / "dev.log")
-            if a.paused:
-                await bench_paused(b, progress, a.paused)
+            for part in a.only:
+                if part == "latency":
+                    await bench_latency(b, progress, a.reps)
+                elif part == "decision":
+                    await bench_decision(b, progress, max(5, a.reps // 2))
+                elif part == "starts":
+                    await bench_starts(b, progress, a.starts)
+                elif part == "throughput":
+                    for n in a.concurrency:
+                        await bench_throughput(b, progress, n)
+                elif part == "restart":
+                    await bench_restart(b, progress, root / "dev.log")
+                elif part == "paused" and a.paused:
+                    await bench_paused(b, progress, a.paused)
         report(b)
         if a.json:
             a.json.write_text(json.dumps([r.__dict__ for r in b.rows], indent=2))

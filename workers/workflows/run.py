@@ -19,7 +19,7 @@ with workflow.unsafe.imports_passed_through():
     from langgraph.types import Command
     from temporalio.langgraph import graph
 
-    from agents.graph import evidence, graph_name
+    from agents.graph import compiled, evidence, graph_name
     from countersign.hashing import canonical_hash
     from workers.contracts import (
         DecisionIn,
@@ -110,12 +110,17 @@ class AgentRunWorkflow:
 
     async def _run(self, inp: RunInput) -> RunResult:
         self._input = inp
-        self._fast = workflow.patched(FAST_PATH)
+        # One patch check per new run (each records a marker and upserts a search attribute): a run that
+        # started on an earlier path replays it, since its history holds only that path's marker.
+        if workflow.patched(ACT_THEN_THINK):
+            self._fast, version = True, 3
+        else:
+            self._fast = workflow.patched(FAST_PATH)
+            version = 2 if self._fast else 1
         if not self._fast:
             # Runs from FAST_PATH on have their run.started recorded by the API, with the run row.
             await self._status(StatusUpdate(run=inp, status="running", event="run.started"))
-        version = (3 if workflow.patched(ACT_THEN_THINK) else 2) if self._fast else 1
-        app = graph(graph_name(inp.agent, version)).compile(checkpointer=InMemorySaver())
+        app = compiled(graph(graph_name(inp.agent, version))).copy({"checkpointer": InMemorySaver()})
         config: dict[str, Any] = {"configurable": {"thread_id": inp.run_id}, "recursion_limit": 100}
         context = {
             "run_id": inp.run_id,
