@@ -54,6 +54,10 @@ class Settings(BaseSettings):
     # cached run holds about 0.5 MiB (its sandbox, compiled graph and checkpoints): 250 keeps a worker near
     # 350 MiB however many runs are paused (500 measured 451 MiB at 10,000 paused).
     worker_max_cached_workflows: int = Field(default=250, ge=0)
+    # Run workflows in the Temporal SDK's sandbox. Off by default: it re-imports the workflow module for every
+    # run and proxies its calls, a fifth of the worker's CPU per run. The workflow code is written to run in
+    # it, and the replay test replays a fresh run's history in it, so a call it forbids fails the suite.
+    workflow_sandbox: bool = False
 
     # USD per million tokens, by the model string of COUNTERSIGN_MODEL; set as JSON to change or add prices.
     prices: dict[str, dict[str, float]] = {

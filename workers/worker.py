@@ -14,7 +14,8 @@ from langchain_core.language_models import BaseChatModel
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 from temporalio.langgraph import LangGraphPlugin
-from temporalio.worker import Worker
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from agents.catalog import AGENTS
 from agents.graph import GRAPH_VERSIONS, AgentServices, build_graph, graph_name
@@ -104,6 +105,7 @@ def build_worker(
     plugin = langgraph_plugin(settings, sessions, store, task_queue=queue, model_for=model_for, policy=policy)
     console = settings.resolved_public_url()
     runs, approvals = RunActivities(sessions, console), ApprovalActivities(sessions, console)
+    runner = SandboxedWorkflowRunner() if settings.workflow_sandbox else UnsandboxedWorkflowRunner()
     checkpoints = CheckpointActivities(sessions, signing_key(settings), settings.resolved_checkpoint_file())
     return Worker(
         client,
@@ -116,6 +118,7 @@ def build_worker(
         sticky_queue_schedule_to_start_timeout=timedelta(seconds=1),
         max_cached_workflows=settings.worker_max_cached_workflows,
         build_id=BUILD_ID,
+        workflow_runner=runner,
     )
 
 

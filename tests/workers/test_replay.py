@@ -17,6 +17,7 @@ from temporalio.client import WorkflowHistory
 from temporalio.contrib.opentelemetry import TracingInterceptor
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from tests.conftest import Stack
 from workers.worker import langgraph_plugin
@@ -30,7 +31,10 @@ def replayer(stack: Stack) -> Replayer:
     plugin = langgraph_plugin(
         stack.settings, stack.sessions, stack.store, task_queue=stack.settings.task_queue
     )
+    # The SDK's sandbox, which workers run without by default: a call in the workflow code that the sandbox
+    # forbids (clock, I/O, a non-deterministic import) fails this replay.
     return Replayer(
+        workflow_runner=SandboxedWorkflowRunner(),
         workflows=[AgentRunWorkflow],
         plugins=[plugin],
         data_converter=pydantic_data_converter,
