@@ -135,6 +135,8 @@ class RequestChange(BaseModel):
     decision: DecisionIn | None = None
     outcome: DecisionOutcome | None = None
     webhooks: list[WebhookEvent] = Field(default_factory=list)
+    # The change settles the last pending request: the run resumes, recorded in the same transaction.
+    resume: StatusUpdate | None = None
 
 
 class OpenRequests(BaseModel):

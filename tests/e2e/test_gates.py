@@ -59,9 +59,24 @@ async def test_refund_pauses_then_one_approval_issues_exactly_one_refund(stack: 
     assert late.status_code == 409 and late.json()["type"].endswith("/already_decided")
     shown = (await stack.http.get(f"/v1/approvals/{item['id']}", headers=stack.auth("auditor"))).json()
     assert shown["status"] == "approved" and [d["action"] for d in shown["decisions"]] == ["approve"]
+    types = await ledger_types(stack, run["id"])
+    # The run resumes on the decision's record, before the approved call runs, and says so once.
+    assert types.count("run.resumed") == 1
+    decided, resumed = types.index("approval.decided"), types.index("run.resumed")
+    refunded = last(types, "tool.executed")
+    assert types.index("approval.requested") < decided < resumed < refunded
+
+
+def last(types: list[str], name: str) -> int:
+    """Where ``name`` last occurs in ``types``."""
+    return len(types) - 1 - types[::-1].index(name)
+
+
+async def ledger_types(stack: Stack, run_id: str) -> list[str]:
+    """The run's ledger event types in chain order."""
     async with stack.sessions() as s:
-        types = list(await s.scalars(select(AuditEvent.type).where(AuditEvent.run_id == run["id"])))
-    assert {"approval.requested", "approval.decided", "tool.executed"} <= set(types)
+        query = select(AuditEvent.type).where(AuditEvent.run_id == run_id).order_by(AuditEvent.seq)
+        return list(await s.scalars(query))
 
 
 async def test_reject_never_runs_and_the_run_explains(stack: Stack) -> None:
@@ -137,6 +152,10 @@ async def test_quorum_two_needs_two_distinct_approvers(stack: Stack) -> None:
     await stack.result(run["id"])
     [refund] = await refunds(stack, "O-5004")
     assert refund.amount == 3100.0
+    types = await ledger_types(stack, run["id"])
+    # The first approval leaves the request pending: only the second resumes the run.
+    assert types.count("approval.decided") == 2 and types.count("run.resumed") == 1
+    assert last(types, "approval.decided") < types.index("run.resumed")
 
 
 async def test_fifty_concurrent_decisions_have_exactly_one_outcome(stack: Stack) -> None:

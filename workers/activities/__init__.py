@@ -93,63 +93,67 @@ class RunActivities:
     @activity.defn(name="runs.set_status")
     async def set_status(self, u: StatusUpdate) -> None:
         """Upsert the run row's status (and output, error, usage); record the transition in the ledger."""
-        info = activity.info()
         async with self.sessions() as session, session.begin():
-            run = await runs.get(session, u.run.run_id, for_update=True)
-            if run is None:
-                # The API's commit may have failed after the workflow started: the run still gets its row.
-                run = Run(
-                    id=u.run.run_id,
-                    tenant_id=u.run.tenant_id,
-                    agent=u.run.agent,
-                    status=u.status,
-                    input=u.run.input,
-                    requested_by=u.run.requested_by,
-                    request_hash="",
-                    trace_id=u.run.trace_id,
-                )
-                await runs.add(session, run)
-            # A run the API marked not_started (Temporal looked unreachable) did start: its workflow wins.
-            started_after_all = (run.error or {}).get("reason") == "not_started"
-            if (
-                run.status in ("completed", "failed", "cancelled")
-                and u.status != run.status
-                and not started_after_all
-            ):
-                return
-            deliveries = await record_deliveries(session, u.webhooks, self.console_url)
-            run.status = u.status
-            if u.output is not None:
-                run.output = u.output
-            if u.error is not None:
-                run.error = u.error
-            if u.usage is not None:
-                _record_usage(run, u.usage)
-            run.updated_at = utcnow()
-            data: dict[str, Any] = {"status": u.status}
-            if u.usage is not None:
-                data["usage"] = u.usage.model_dump()
-            if u.error is not None:
-                data["error"] = u.error
-            await audit.append(
-                session,
-                audit.NewEvent(
-                    id=f"{u.run.run_id}:status:{u.status}:{info.workflow_run_id}:{info.activity_id}",
-                    type=u.event or _RUN_EVENT.get(u.status, "run.status"),
-                    actor=f"agent:{u.run.agent}",
-                    data=data,
-                    tenant_id=u.run.tenant_id,
-                    run_id=u.run.run_id,
-                    trace_id=u.run.trace_id,
-                ),
-            )
-            if u.status in ("completed", "failed", "cancelled"):
-                span = run_span(u, run.created_at)
-                if span is not None:
-                    # In the run's own transaction: a worker killed right after it loses no root span.
-                    await telemetry.store_span(session, span)
-                    _export(span)
+            deliveries = await write_status(session, u, self.console_url)
         await _deliver(deliveries)
+
+
+async def write_status(session: AsyncSession, u: StatusUpdate, console_url: str) -> list[str]:
+    """Apply a status change to the run row in the caller's transaction (the ledger event, the webhooks'
+    outbox, and a finished run's root span with it); returns the deliveries to start once committed."""
+    info = activity.info()
+    run = await runs.get(session, u.run.run_id, for_update=True)
+    if run is None:
+        # The API's commit may have failed after the workflow started: the run still gets its row.
+        run = Run(
+            id=u.run.run_id,
+            tenant_id=u.run.tenant_id,
+            agent=u.run.agent,
+            status=u.status,
+            input=u.run.input,
+            requested_by=u.run.requested_by,
+            request_hash="",
+            trace_id=u.run.trace_id,
+        )
+        await runs.add(session, run)
+    # A run the API marked not_started (Temporal looked unreachable) did start: its workflow wins.
+    started_after_all = (run.error or {}).get("reason") == "not_started"
+    finished = run.status in ("completed", "failed", "cancelled")
+    if finished and u.status != run.status and not started_after_all:
+        return []
+    deliveries = await record_deliveries(session, u.webhooks, console_url)
+    run.status = u.status
+    if u.output is not None:
+        run.output = u.output
+    if u.error is not None:
+        run.error = u.error
+    if u.usage is not None:
+        _record_usage(run, u.usage)
+    run.updated_at = utcnow()
+    data: dict[str, Any] = {"status": u.status}
+    if u.usage is not None:
+        data["usage"] = u.usage.model_dump()
+    if u.error is not None:
+        data["error"] = u.error
+    await audit.append(
+        session,
+        audit.NewEvent(
+            id=f"{u.run.run_id}:status:{u.status}:{info.workflow_run_id}:{info.activity_id}",
+            type=u.event or _RUN_EVENT.get(u.status, "run.status"),
+            actor=f"agent:{u.run.agent}",
+            data=data,
+            tenant_id=u.run.tenant_id,
+            run_id=u.run.run_id,
+            trace_id=u.run.trace_id,
+        ),
+    )
+    if u.status in ("completed", "failed", "cancelled"):
+        span = run_span(u, run.created_at)
+        if span is not None:
+            # In the run's own transaction: a worker killed right after it loses no root span.
+            await telemetry.store_span(session, span)
+            _export(span)
+    return deliveries
 
 
 def run_span(u: StatusUpdate, started: dt.datetime) -> ReadableSpan | None:
@@ -256,6 +260,8 @@ class ApprovalActivities:
         async with self.sessions() as session, session.begin():
             await self._apply(session, c)
             deliveries = await record_deliveries(session, c.webhooks, self.console_url)
+            if c.resume is not None:
+                deliveries += await write_status(session, c.resume, self.console_url)
         await _deliver(deliveries)
         if c.event in ("approval.reminded", "approval.escalated"):
             _notify(c.event, c.request)

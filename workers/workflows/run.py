@@ -89,6 +89,8 @@ class AgentRunWorkflow:
         self._fast = False
         self._deciding: set[str] = set()
         self._input: RunInput | None = None
+        self._version = 1
+        self._resumed = False  # the run's resumption was recorded with the change that settled its requests
 
     @workflow.run
     async def run(self, inp: RunInput) -> RunResult:
@@ -113,14 +115,14 @@ class AgentRunWorkflow:
         # One patch check per new run (each records a marker and upserts a search attribute): a run that
         # started on an earlier path replays it, since its history holds only that path's marker.
         if workflow.patched(ACT_THEN_THINK):
-            self._fast, version = True, 3
+            self._fast, self._version = True, 3
         else:
             self._fast = workflow.patched(FAST_PATH)
-            version = 2 if self._fast else 1
+            self._version = 2 if self._fast else 1
         if not self._fast:
             # Runs from FAST_PATH on have their run.started recorded by the API, with the run row.
             await self._status(StatusUpdate(run=inp, status="running", event="run.started"))
-        app = compiled(graph(graph_name(inp.agent, version))).copy({"checkpointer": InMemorySaver()})
+        app = compiled(graph(graph_name(inp.agent, self._version))).copy({"checkpointer": InMemorySaver()})
         config: dict[str, Any] = {"configurable": {"thread_id": inp.run_id}, "recursion_limit": 100}
         context = {
             "run_id": inp.run_id,
@@ -253,10 +255,22 @@ class AgentRunWorkflow:
                 change.webhooks += self._alert(
                     self._input, "request_expired", request_id=req.id, tool=req.tool, rule=req.rule
                 )
+        settles = req.status != "pending" and not any(
+            r.status == "pending" for r in self._requests.values() if r.id != req.id
+        )
+        if (
+            self._version >= 3
+            and settles
+            and self._input
+            and event_name in ("approval.decided", "approval.expired")
+        ):
+            change.resume = StatusUpdate(run=self._input, status="running", event="run.resumed")
         # A person's decision is recorded by a regular activity: it is scheduled only once the update is
         # accepted in history. A local activity runs before that, and could record a decision that a lost
         # workflow task then never accepted. Timer-driven changes replay identically: local is safe there.
         await self._db("approvals.record", change, local=change.decision is None)
+        if change.resume is not None:
+            self._resumed = True
         if not self._fast and hook is not None:
             await self._emit(hook, tenant_id=req.tenant_id, run_id=req.run_id, data=data)
 
@@ -333,7 +347,9 @@ class AgentRunWorkflow:
                 # A decision being recorded was taken before any timer now due: let it land first.
                 await workflow.wait_condition(lambda: not self._deciding)
             await self._fire_timers(opened)
-        await self._status(StatusUpdate(run=inp, status="running", event="run.resumed"))
+        if not self._resumed:
+            await self._status(StatusUpdate(run=inp, status="running", event="run.resumed"))
+        self._resumed = False
         return {
             r.tool_call_id: {
                 "status": r.status,
