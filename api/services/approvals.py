@@ -12,6 +12,7 @@ from typing import Any
 from opentelemetry import trace
 from opentelemetry.trace import Link
 from pydantic import ValidationError
+from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
@@ -63,7 +64,7 @@ async def _decisions(s: AsyncSession, request_ids: list[str]) -> dict[str, list[
     return out
 
 
-def _read(r: ApprovalRequest, decisions: list[DecisionRead]) -> ApprovalRead:
+def _read(r: ApprovalRequest | Row[Any], decisions: list[DecisionRead]) -> ApprovalRead:
     return ApprovalRead(
         id=r.id,
         run_id=r.run_id,
