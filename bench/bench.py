@@ -440,7 +440,7 @@ async def bench_paused(b: Bench, progress: Progress, n: int) -> None:
     )
 
 
-async def start_stack(root: Path) -> Bench:
+async def start_stack(root: Path, workers: int = 1) -> Bench:
     api_port, t_port, ui_port = free_ports(3)
     env = {
         **os.environ,
@@ -454,7 +454,11 @@ async def start_stack(root: Path) -> Bench:
     log = root / "dev.log"
     countersign = shutil.which("countersign") or str(Path(sys.executable).parent / "countersign")
     dev = subprocess.Popen(
-        [countersign, "dev"], env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True
+        [countersign, "dev", "--workers", str(workers)],
+        env=env,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     deadline = time.monotonic() + 300
     while "Ready." not in log.read_text(errors="replace"):
@@ -513,11 +517,14 @@ async def main() -> int:
     )
     p.add_argument("--json", type=Path, help="also write the figures here")
     p.add_argument(
+        "--workers", type=int, default=1, help="worker processes of countersign dev (its default: 1)"
+    )
+    p.add_argument(
         "--only", nargs="+", choices=PARTS, default=list(PARTS), help="measure only these, in order"
     )
     a = p.parse_args()
     root = Path(tempfile.mkdtemp(prefix="countersign-bench-"))
-    b = await start_stack(root)
+    b = await start_stack(root, a.workers)
     try:
         with Progress(console=console) as progress:
             await b.run_once()  # warm-up: imports, the knowledge index, connections
