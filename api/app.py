@@ -148,6 +148,9 @@ def create_app(
         summary="Durable AI agents that ask before they act.",
         lifespan=lifespan,
         generate_unique_id_function=operation_id,
+        # The request spans and metrics come from OpenTelemetry's FastAPI instrumentation (below), which
+        # FastAPI's own would otherwise wrap around every request, to find it there and stand aside.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     errors.install(app)
     app.include_router(runs.router)
