@@ -68,3 +68,19 @@ async def test_fresh_and_recorded_histories_replay(stack: Stack, db_url: str) ->
         out = HISTORIES / "support_drafting_refund_approved_act_then_think.json"
         out.write_text(json.dumps({"workflow_id": fresh.workflow_id, "history": json.loads(fresh.to_json())}))
     assert len(histories) >= 4 or RECORD, "recorded histories missing under tests/workers/histories"
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_a_gated_run_completes_on_a_sandboxed_worker(make_stack: Any, db_url: str) -> None:
+    # Workers run workflows outside the SDK's sandbox by default; the code must run in it all the same.
+    async with make_stack(db_url, workflow_sandbox=True) as stack:
+        run = await stack.start("support_drafting", {"ticket_id": "T-1002"})
+        [item] = await stack.pending(run["id"])
+        r = await stack.http.post(
+            f"/v1/approvals/{item['id']}/decisions",
+            headers=stack.auth("alice"),
+            json={"action": "approve", "arguments_hash": item["arguments_hash"]},
+        )
+        assert r.status_code == 201, r.text
+        done = await stack.result(run["id"])
+        assert done["status"] == "completed" and "refunded 250.00" in done["output"]["reply"]
