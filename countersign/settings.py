@@ -51,8 +51,9 @@ class Settings(BaseSettings):
     # runs, benchmarks and evals repeat exactly (`countersign dev` turns it on). Never for real records.
     demo_sandbox: bool = False
     # Paused runs beyond this are evicted from a worker's memory and replayed when a decision comes. Each
-    # cached run holds about 0.5 MiB (its sandbox, compiled graph and checkpoints): 250 keeps a worker near
-    # 350 MiB however many runs are paused (500 measured 451 MiB at 10,000 paused).
+    # cached run held about 0.5 MiB (its sandbox, compiled graph and checkpoints; now only its state and
+    # checkpoints, measured less): 250 kept a worker near 350 MiB however many runs are paused (500 measured
+    # 451 MiB at 10,000 paused).
     worker_max_cached_workflows: int = Field(default=250, ge=0)
     # Run workflows in the Temporal SDK's sandbox. Off by default: it re-imports the workflow module for every
     # run and proxies its calls, a fifth of the worker's CPU per run. The workflow code is written to run in
