@@ -188,6 +188,14 @@ class Stack:
         run: dict[str, Any] = r.json()
         return run
 
+    async def approve(self, item: dict[str, Any], key: str = "alice") -> httpx.Response:
+        """POST an approval of a pending request, with the arguments hash it showed."""
+        return await self.http.post(
+            f"/v1/approvals/{item['id']}/decisions",
+            headers=self.auth(key),
+            json={"action": "approve", "arguments_hash": item["arguments_hash"]},
+        )
+
     async def wait_status(self, run_id: str, statuses: set[str]) -> dict[str, Any]:
         """Wait until the run row reaches one of ``statuses`` (where ``result()`` cannot be used)."""
         for _ in range(600):

@@ -63,11 +63,7 @@ async def test_killed_while_paused_then_approved_on_a_new_worker(make_stack: Any
             [item] = await stack.pending(run["id"])
             second = worker_process(stack)
             kill(first)
-            r = await stack.http.post(
-                f"/v1/approvals/{item['id']}/decisions",
-                headers=stack.auth("alice"),
-                json={"action": "approve", "arguments_hash": item["arguments_hash"]},
-            )
+            r = await stack.approve(item)
             assert r.status_code == 201, r.text
             done = await stack.result(run["id"])
         finally:

@@ -44,15 +44,7 @@ def replayer(stack: Stack) -> Replayer:
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 async def test_fresh_and_recorded_histories_replay(stack: Stack, db_url: str) -> None:
-    run = await stack.start("support_drafting", {"ticket_id": "T-1002"})
-    [item] = await stack.pending(run["id"])
-    r = await stack.http.post(
-        f"/v1/approvals/{item['id']}/decisions",
-        headers=stack.auth("alice"),
-        json={"action": "approve", "arguments_hash": item["arguments_hash"]},
-    )
-    assert r.status_code == 201
-    await stack.result(run["id"])
+    run, _ = await refund_approved(stack)
     fresh = await stack.client.get_workflow_handle(f"run-{run['id']}").fetch_history()
     histories: list[WorkflowHistory] = [fresh]
     for path in sorted(HISTORIES.glob("*.json")):
@@ -74,13 +66,14 @@ async def test_fresh_and_recorded_histories_replay(stack: Stack, db_url: str) ->
 async def test_a_gated_run_completes_on_a_sandboxed_worker(make_stack: Any, db_url: str) -> None:
     # Workers run workflows outside the SDK's sandbox by default; the code must run in it all the same.
     async with make_stack(db_url, workflow_sandbox=True) as stack:
-        run = await stack.start("support_drafting", {"ticket_id": "T-1002"})
-        [item] = await stack.pending(run["id"])
-        r = await stack.http.post(
-            f"/v1/approvals/{item['id']}/decisions",
-            headers=stack.auth("alice"),
-            json={"action": "approve", "arguments_hash": item["arguments_hash"]},
-        )
-        assert r.status_code == 201, r.text
-        done = await stack.result(run["id"])
+        _, done = await refund_approved(stack)
         assert done["status"] == "completed" and "refunded 250.00" in done["output"]["reply"]
+
+
+async def refund_approved(stack: Stack) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A T-1002 run whose refund is approved, and the run once it ended."""
+    run = await stack.start("support_drafting", {"ticket_id": "T-1002"})
+    [item] = await stack.pending(run["id"])
+    r = await stack.approve(item)
+    assert r.status_code == 201, r.text
+    return run, await stack.result(run["id"])
