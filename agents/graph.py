@@ -280,11 +280,12 @@ async def act(state: AgentState, runtime: Runtime[RunContext], config: RunnableC
     """
     services, spec = _bound(config)
     ctx = runtime.context
+    # The messages arrive as dicts: converted once here, both steps read the converted history.
+    history = convert_to_messages(state.get("messages", []))
     async with heartbeats(model_failures()):
-        done, events = await _run_tools(services, spec, state, ctx)
+        done, events = await _run_tools(services, spec, cast(AgentState, {**state, "messages": history}), ctx)
         await services.events(ctx, events)
-        messages = [*convert_to_messages(state.get("messages", [])), *done["messages"]]
-        after = cast(AgentState, {**state, "messages": messages})
+        after = cast(AgentState, {**state, "messages": [*history, *done["messages"]]})
         update, events = await _think(services, spec, after, ctx)
         await services.events(ctx, events)
     return {**update, "messages": [*done["messages"], *update.get("messages", [])]}
@@ -294,11 +295,11 @@ async def _think(
     services: AgentServices, spec: AgentSpec, state: AgentState, ctx: RunContext
 ) -> tuple[dict[str, Any], list[LedgerEntry]]:
     """One model turn with the policy's verdicts on the calls it proposes."""
-    update, events = await _model_turn(services, spec, state, ctx)
+    history = convert_to_messages(state.get("messages", []))  # once: a no-op on messages already converted
+    update, events = await _model_turn(services, spec, cast(AgentState, {**state, "messages": history}), ctx)
     ai = update["messages"][-1] if update.get("messages") else None
     answered = isinstance(ai, AIMessage) and any(c["name"] == FINAL_ANSWER for c in ai.tool_calls)
     if isinstance(ai, AIMessage) and ai.tool_calls and not update.get("stopped") and not answered:
-        history = convert_to_messages(state.get("messages", []))
         verdicts, more = await _verdicts(services, spec, ctx, ai, history)
         update |= {"verdicts": verdicts, "decisions": {}}
         events += more
