@@ -72,32 +72,31 @@ async def append_many(session: AsyncSession, events: Sequence[NewEvent]) -> list
     """
     if not events:
         return []
-    head = await ledger.lock_head(session, GENESIS)
+    seq, prev = await ledger.lock_head(session, GENESIS)
     seen = await ledger.existing_ids(session, [e.id for e in events])
-    seq, prev = head.seq, head.hash
-    rows: list[AuditEvent] = []
+    rows: list[dict[str, Any]] = []
     for event in events:
         if event.id in seen:
             continue
         seen.add(event.id)
         seq += 1
-        row = AuditEvent(
-            seq=seq,
-            id=event.id,
-            tenant_id=event.tenant_id,
-            run_id=event.run_id,
-            type=event.type,
-            actor=event.actor,
-            trace_id=event.trace_id,
-            occurred_at=utcnow(),
-            data=json.loads(canonical_json(event.data)),
-            prev_hash=prev,
-        )
-        row.hash = prev = event_hash(row)
+        row: dict[str, Any] = {
+            "seq": seq,
+            "id": event.id,
+            "tenant_id": event.tenant_id,
+            "run_id": event.run_id,
+            "type": event.type,
+            "actor": event.actor,
+            "trace_id": event.trace_id,
+            "occurred_at": utcnow(),
+            "data": json.loads(canonical_json(event.data)),
+            "prev_hash": prev,
+        }
+        row["hash"] = prev = event_hash(row)
         rows.append(row)
     if rows:
-        await ledger.add_events(session, rows, head)
-    return rows
+        await ledger.add_events(session, rows)
+    return [AuditEvent(**r) for r in rows]
 
 
 async def record(sessions: async_sessionmaker[AsyncSession], event: NewEvent) -> None:

@@ -9,31 +9,43 @@ import datetime as dt
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Table, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from approvals.models import AuditCheckpoint, AuditEvent, AuditHead
 from countersign.db import insert_ignore
 
 HEAD_ID = 1
+_HEAD: Table = AuditHead.__table__  # type: ignore[assignment]
+_EVENTS: Table = AuditEvent.__table__  # type: ignore[assignment]
 
 
-async def lock_head(s: AsyncSession, genesis: str) -> AuditHead:
-    """The chain head, created at ``(0, genesis)`` when missing and row-locked (an UPDATE) before anything
-    else is read, so two writers cannot both chain onto the same event."""
-    touch = update(AuditHead).where(AuditHead.id == HEAD_ID).values(seq=AuditHead.seq)
-    # The head exists after the first event: the dialects' INSERT ... ON CONFLICT is not in SQLAlchemy's
-    # statement cache (compiled afresh each time), so it is only run when the UPDATE found no row.
-    if not (await s.execute(touch)).rowcount:  # type: ignore[attr-defined]
+async def lock_head(s: AsyncSession, genesis: str) -> tuple[int, str]:
+    """The chain head's ``(seq, hash)``, created at ``(0, genesis)`` when missing and row-locked (an UPDATE
+    returning it) before anything else is read, so two writers cannot both chain onto the same event."""
+    # Core statements on the table: the ORM's bulk-update bookkeeping cost more than the statement itself.
+    touch = (
+        update(_HEAD)
+        .where(_HEAD.c.id == HEAD_ID)
+        .values(seq=_HEAD.c.seq)
+        .returning(_HEAD.c.seq, _HEAD.c.hash)
+    )
+    row = (await s.execute(touch)).one_or_none()
+    if row is None:
+        # The head exists after the first event: the dialects' INSERT ... ON CONFLICT is not in SQLAlchemy's
+        # statement cache (compiled afresh each time), so it is only run when the UPDATE found no row.
         dialect = s.get_bind().dialect.name
         await s.execute(insert_ignore(dialect, AuditHead, ["id"]), {"id": HEAD_ID, "seq": 0, "hash": genesis})
-        await s.execute(touch)
-    return (await s.execute(select(AuditHead).where(AuditHead.id == HEAD_ID))).scalar_one()
+        row = (await s.execute(touch)).one()
+    return int(row[0]), str(row[1])
 
 
 async def head(s: AsyncSession) -> AuditHead | None:
     """The chain head (None before the first event)."""
-    row: AuditHead | None = await s.scalar(select(AuditHead).where(AuditHead.id == HEAD_ID))
+    # Appends move the head with Core statements, behind the session's identity map: always reload it.
+    row: AuditHead | None = await s.scalar(
+        select(AuditHead).where(AuditHead.id == HEAD_ID).execution_options(populate_existing=True)
+    )
     return row
 
 
@@ -41,16 +53,15 @@ async def existing_ids(s: AsyncSession, event_ids: Sequence[str]) -> set[str]:
     """Which of these event ids are in the ledger."""
     if not event_ids:
         return set()
-    return set((await s.scalars(select(AuditEvent.id).where(AuditEvent.id.in_(set(event_ids))))).all())
+    return set((await s.scalars(select(_EVENTS.c.id).where(_EVENTS.c.id.in_(set(event_ids))))).all())
 
 
-async def add_events(s: AsyncSession, rows: Sequence[AuditEvent], head_row: AuditHead) -> None:
+async def add_events(s: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
     """Insert the events (chained, in order) and move the locked head onto the last: the events first, since
     the head may only point at an event that exists (the database checks it)."""
-    s.add_all(rows)
-    await s.flush(list(rows))
-    head_row.seq, head_row.hash = rows[-1].seq, rows[-1].hash
-    await s.flush([head_row])
+    await s.execute(insert(_EVENTS), list(rows))
+    last = rows[-1]
+    await s.execute(update(_HEAD).where(_HEAD.c.id == HEAD_ID).values(seq=last["seq"], hash=last["hash"]))
 
 
 async def by_id(s: AsyncSession, event_id: str) -> AuditEvent | None:
