@@ -274,20 +274,26 @@ async def think(state: AgentState, runtime: Runtime[RunContext], config: Runnabl
 async def act(state: AgentState, runtime: Runtime[RunContext], config: RunnableConfig) -> dict[str, Any]:
     """This turn's allowed and approved calls, then the model's next turn on their results: one activity.
 
-    The calls run first and their ledger events are committed before the model is asked, so an effect is on
-    record even if the model then fails for good. A retry runs the calls again with the same idempotency
-    keys (their ids come from the recorded model message): the effects ledger keeps each side effect to one.
+    The calls' ledger events and the turn's are written in one transaction, calls first. When the model
+    fails, the calls' events are written before the error goes on, so an effect is on record even if the
+    model then fails for good. A retry (after a crash, too) runs the calls again with the same idempotency
+    keys (their ids come from the recorded model message): the effects ledger keeps each side effect to one,
+    and their events, with the same ids, are recorded once.
     """
     services, spec = _bound(config)
     ctx = runtime.context
     # The messages arrive as dicts: converted once here, both steps read the converted history.
     history = convert_to_messages(state.get("messages", []))
     async with heartbeats(model_failures()):
-        done, events = await _run_tools(services, spec, cast(AgentState, {**state, "messages": history}), ctx)
-        await services.events(ctx, events)
+        done, ran = await _run_tools(services, spec, cast(AgentState, {**state, "messages": history}), ctx)
         after = cast(AgentState, {**state, "messages": [*history, *done["messages"]]})
-        update, events = await _think(services, spec, after, ctx)
-        await services.events(ctx, events)
+        try:
+            update, events = await _think(services, spec, after, ctx)
+        except BaseException:
+            await services.events(ctx, ran)
+            raise
+        # One transaction, not two: on SQLite every write transaction holds the one write lock.
+        await services.events(ctx, [*ran, *events])
     return {**update, "messages": [*done["messages"], *update.get("messages", [])]}
 
 

@@ -10,10 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
+from sqlalchemy import select
 
 from agents.catalog import AGENTS
+from agents.playbook import call
 from agents.scripted import ScriptedChatModel
+from approvals.models import AuditEvent
 from tests.conftest import wait_for_file, worker_process
 
 pytestmark = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
@@ -105,3 +108,35 @@ async def test_an_agent_may_choose_to_fail_when_its_model_is_down(
     assert done["status"] == "failed"
     assert done["error"]["reason"] == "step_failed"
     assert "the model failed 2 times" in done["error"]["message"] and "503" in done["error"]["message"]
+
+
+async def test_calls_that_ran_stay_on_record_once_when_the_next_model_turn_fails_for_good(
+    make_stack: Any, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A turn's calls and the model's next turn share one activity and one ledger write: when the model
+    fails, the calls that ran are still recorded, once, though each attempt ran them."""
+    monkeypatch.setitem(
+        AGENTS, "support_drafting", replace(AGENTS["support_drafting"], on_model_failure="fail")
+    )
+    turns: list[int] = []
+
+    def read_then_fail(messages: list[BaseMessage]) -> AIMessage:
+        turns.append(len(messages))
+        if not any(isinstance(m, ToolMessage) for m in messages):
+            return call(messages, "get_ticket", {"ticket_id": "T-1001"})
+        raise RuntimeError("provider answered 503")
+
+    model_for = lambda spec: ScriptedChatModel(playbook=read_then_fail)  # noqa: E731
+    async with make_stack(
+        db_url, model_for=model_for, activity_heartbeat_seconds=1, model_max_attempts=2
+    ) as stack:
+        run = await stack.start("support_drafting", {"ticket_id": "T-1001"})
+        done = await stack.wait_status(run["id"], {"failed", "completed"})
+        async with stack.sessions() as s:
+            query = select(AuditEvent.type).where(AuditEvent.run_id == run["id"]).order_by(AuditEvent.seq)
+            types = list(await s.scalars(query))
+    assert done["status"] == "failed" and "503" in done["error"]["message"]
+    # The second attempt ran the call again before asking the model.
+    assert turns == [turns[0], turns[0] + 2, turns[0] + 2]
+    assert types.count("tool.executed") == 1
+    assert types.index("tool.executed") < types.index("run.failed")
