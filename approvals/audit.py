@@ -57,23 +57,25 @@ class NewEvent:
     trace_id: str | None = None
 
 
-async def append(session: AsyncSession, event: NewEvent) -> AuditEvent | None:
+async def append(session: AsyncSession, event: NewEvent, *, fresh: bool = False) -> AuditEvent | None:
     """Append one event in the caller's transaction; returns None when an event with that id exists."""
-    rows = await append_many(session, [event])
+    rows = await append_many(session, [event], fresh=fresh)
     return rows[0] if rows else None
 
 
-async def append_many(session: AsyncSession, events: Sequence[NewEvent]) -> list[AuditEvent]:
+async def append_many(
+    session: AsyncSession, events: Sequence[NewEvent], *, fresh: bool = False
+) -> list[AuditEvent]:
     """Append events in order in the caller's transaction, chained one to the next; those whose id is
     already in the ledger (a retried step) are skipped. Returns the appended rows.
 
     The head is locked and moved once, and existing ids are looked up in one query, however many events a
-    step records.
+    step records; none when the caller knows the ids are new (``fresh``: a duplicate then fails the insert).
     """
     if not events:
         return []
     seq, prev = await ledger.lock_head(session, GENESIS)
-    seen = await ledger.existing_ids(session, [e.id for e in events])
+    seen = set() if fresh else await ledger.existing_ids(session, [e.id for e in events])
     rows: list[dict[str, Any]] = []
     for event in events:
         if event.id in seen:

@@ -26,10 +26,12 @@ async def create_run(
     temporal: TemporalDep,
     settings: SettingsDep,
     response: Response,
+    request: Request,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
 ) -> RunRead:
     """Start an agent run. The same ``Idempotency-Key`` and body return the same run (200)."""
-    run, created = await service.start_run(s, temporal, settings, who, body, idempotency_key)
+    reads = request.app.state.read_sessions
+    run, created = await service.start_run(s, reads, temporal, settings, who, body, idempotency_key)
     if not created:
         response.status_code = 200
     response.headers["Location"] = f"/v1/runs/{run.id}"

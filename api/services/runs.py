@@ -9,7 +9,7 @@ from typing import Any
 from opentelemetry.context import attach, detach
 from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
@@ -64,13 +64,17 @@ def to_read(run: Run) -> RunRead:
 
 async def start_run(
     s: AsyncSession,
+    reads: async_sessionmaker[AsyncSession],
     temporal: Client,
     settings: Settings,
     who: Principal,
     body: RunCreate,
     idem_key: str | None,
 ) -> tuple[RunRead, bool]:
-    """Record the run and start its workflow; the same Idempotency-Key and body return the same run."""
+    """Record the run and start its workflow; the same Idempotency-Key and body return the same run.
+
+    ``reads`` opens read-only sessions (no write lock on SQLite).
+    """
     agent = manifest.manifest(body.agent)
     if agent is None:
         raise NotFound(f"agent: no agent named {body.agent!r}")
@@ -91,15 +95,13 @@ async def start_run(
     if idem_key is not None:
         if not 1 <= len(idem_key) <= 200:
             raise Invalid("Idempotency-Key: must be 1 to 200 characters")
-        existing = await runs.by_idempotency_key(s, who.tenant_id, idem_key)
-        if existing is not None:
-            if existing.request_hash != request_hash:
-                raise IdempotencyConflict("Idempotency-Key: already used for a different request")
-            if existing.status == "running" or _not_started(existing):
-                # An earlier attempt may have recorded the run and failed to start its workflow: the retry
-                # starts it now (the workflow id makes this a no-op when it is already running).
-                await _start(s, temporal, settings, existing, _budget(settings, body))
-            return to_read(existing), False
+        # Looked up on a read session first: a new key (the usual case) then costs the write transaction,
+        # which on SQLite holds the one write lock, no statement. A key used meanwhile is caught by the
+        # unique constraint on insert.
+        async with reads() as r:
+            seen = await runs.by_idempotency_key(r, who.tenant_id, idem_key) is not None
+        if seen:
+            return await _again(s, temporal, settings, who, body, idem_key, request_hash)
     await _check_active_cap(s, settings, who)
     # The run's trace is the trigger request's trace; its invoke_agent span id is reserved now and recorded
     # when the run ends, so every Temporal span of the run nests under it.
@@ -120,7 +122,14 @@ async def start_run(
     try:
         await runs.add(s, run)
     except IntegrityError as e:
-        raise Conflict("Idempotency-Key: a request with this key is in progress; retry it") from e
+        # The same key, recorded by a request that ran at the same time: answered as a repeat of it.
+        await s.rollback()
+        if idem_key is None:
+            raise
+        try:
+            return await _again(s, temporal, settings, who, body, idem_key, request_hash)
+        except NotFound:
+            raise Conflict("Idempotency-Key: a request with this key is in progress; retry it") from e
     await audit.append(
         s,
         audit.NewEvent(
@@ -132,9 +141,32 @@ async def start_run(
             run_id=run.id,
             trace_id=run.trace_id,
         ),
+        fresh=True,  # the run's id was made just now: no event of it can be in the ledger
     )
     await _start(s, temporal, settings, run, _budget(settings, body))
     return to_read(run), True
+
+
+async def _again(
+    s: AsyncSession,
+    temporal: Client,
+    settings: Settings,
+    who: Principal,
+    body: RunCreate,
+    idem_key: str,
+    request_hash: str,
+) -> tuple[RunRead, bool]:
+    """A repeated request: the run recorded under its Idempotency-Key (409 for a different body)."""
+    existing = await runs.by_idempotency_key(s, who.tenant_id, idem_key)
+    if existing is None:
+        raise NotFound("Idempotency-Key: no run recorded under this key")
+    if existing.request_hash != request_hash:
+        raise IdempotencyConflict("Idempotency-Key: already used for a different request")
+    if existing.status == "running" or _not_started(existing):
+        # An earlier attempt may have recorded the run and failed to start its workflow: the retry starts it
+        # now (the workflow id makes this a no-op when it is already running).
+        await _start(s, temporal, settings, existing, _budget(settings, body))
+    return to_read(existing), False
 
 
 def _budget(settings: Settings, body: RunCreate) -> Budget:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 from sqlalchemy import func, select
@@ -43,6 +44,17 @@ async def test_same_idempotency_key_same_run_other_body_409(stack: Stack) -> Non
     assert other.headers["content-type"].startswith("application/problem+json")
     assert other.json()["type"].endswith("/idempotency_conflict")
     await stack.result(first.json()["id"])
+
+
+async def test_concurrent_requests_with_one_idempotency_key_start_one_run(stack: Stack) -> None:
+    h = {**stack.auth("trigger"), "Idempotency-Key": str(uuid.uuid4())}
+    body = {"agent": "support_drafting", "input": {"ticket_id": "T-1001"}}
+    before = await _runs(stack)
+    answers = await asyncio.gather(*(stack.http.post("/v1/runs", json=body, headers=h) for _ in range(8)))
+    assert sorted(a.status_code for a in answers) == [200] * 7 + [201], [a.text for a in answers]
+    assert len({a.json()["id"] for a in answers}) == 1
+    assert await _runs(stack) == before + 1
+    await stack.result(answers[0].json()["id"])
 
 
 async def _runs(stack: Stack) -> int:
