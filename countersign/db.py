@@ -4,16 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, MetaData, event
+from sqlalchemy import JSON, ColumnDefault, DateTime, MetaData, Table, TextClause, bindparam, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
 from sqlalchemy.util import await_only
@@ -71,19 +78,48 @@ SQLITE_BUSY_TIMEOUT_SECONDS = 5.0
 SQLITE_LOCK_POLL_SECONDS = 0.002
 
 
-def insert_ignore(dialect: str, table: Any, keys: list[str]) -> Any:
-    """``INSERT ... ON CONFLICT (keys) DO NOTHING`` for the dialect (PostgreSQL or SQLite); execute it with
-    the rows as parameters (one dict, or a list for an executemany).
+async def insert_ignore(
+    db: AsyncSession | AsyncConnection,
+    model: Any,
+    keys: Sequence[str],
+    rows: dict[str, Any] | list[dict[str, Any]],
+) -> int:
+    """``INSERT ... ON CONFLICT (keys) DO NOTHING`` of ``rows`` (one dict, or a list for an executemany) into
+    the model's table, on PostgreSQL or SQLite; returns how many rows were inserted. Columns a row leaves out
+    get their Python-side defaults, as an ORM insert would give them.
 
-    The dialects' ON CONFLICT statements are not in SQLAlchemy's statement cache: each execution compiles
-    afresh. With the rows as parameters that is one row's worth of columns, however many rows are written
-    (rows given as ``.values()`` would compile a bound parameter per column of every row).
+    The dialects' own ON CONFLICT constructs are not in SQLAlchemy's statement cache (each execution compiles
+    afresh, about 0.2 ms, on SQLite while holding the write lock), so the statement is text (the syntax is
+    the same on both), built once per table and set of columns, with typed parameters.
     """
-    from sqlalchemy.dialects import postgresql, sqlite
+    table: Table = getattr(model, "__table__", model)
+    many = rows if isinstance(rows, list) else [rows]
+    filled = [_with_defaults(table, r) for r in many]
+    stmt = _insert_ignore(table, tuple(keys), tuple(filled[0]))
+    result = await db.execute(stmt, filled if isinstance(rows, list) else filled[0])
+    return int(result.rowcount)  # type: ignore[attr-defined]
 
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    # The Core table, not the ORM class: a Core insert reports its rowcount (the ORM's bulk path does not).
-    return insert(getattr(table, "__table__", table)).on_conflict_do_nothing(index_elements=keys)
+
+def _with_defaults(table: Table, row: dict[str, Any]) -> dict[str, Any]:
+    out = dict(row)
+    for column in table.columns:
+        default = column.default
+        if column.key in out or default is None or not isinstance(default, ColumnDefault):
+            continue
+        # SQLAlchemy wraps a default callable to take an execution context; ours take none.
+        out[column.key] = default.arg(None) if default.is_callable else default.arg  # type: ignore[arg-type]
+    return out
+
+
+@functools.lru_cache(maxsize=64)
+def _insert_ignore(table: Table, keys: tuple[str, ...], columns: tuple[str, ...]) -> TextClause:
+    def name(key: str) -> str:
+        return '"' + table.c[key].name + '"'
+
+    names, values = ", ".join(name(c) for c in columns), ", ".join(":" + c for c in columns)
+    target = ", ".join(name(k) for k in keys)
+    sql = f'INSERT INTO "{table.name}" ({names}) VALUES ({values}) ON CONFLICT ({target}) DO NOTHING'
+    return text(sql).bindparams(*(bindparam(c, type_=table.c[c].type) for c in columns))
 
 
 def make_engine(url: str) -> AsyncEngine:

@@ -82,14 +82,13 @@ def _row(span: ReadableSpan) -> dict[str, Any]:
     }
 
 
-def _insert_spans(dialect: str) -> Any:
-    return insert_ignore(dialect, SpanRecord, ["trace_id", "span_id"])
+SPAN_KEY = ["trace_id", "span_id"]
 
 
 async def store_span(session: AsyncSession, span: ReadableSpan) -> None:
     """Write a finished span into the embedded store in the caller's transaction (for a span that must exist
     when the change it describes does; the exporter's later copy of it is ignored)."""
-    await session.execute(_insert_spans(session.get_bind().dialect.name), [_row(span)])
+    await insert_ignore(session, SpanRecord, SPAN_KEY, [_row(span)])
 
 
 class DatabaseSpanExporter(SpanExporter):
@@ -126,7 +125,7 @@ class DatabaseSpanExporter(SpanExporter):
                 self._engine = make_engine(self._url)
             engine = self._engine
         async with engine.begin() as conn:
-            await conn.execute(_insert_spans(engine.dialect.name), rows)
+            await insert_ignore(conn, SpanRecord, SPAN_KEY, rows)
             now = utcnow()
             if self._pruned_at is None or now - self._pruned_at > dt.timedelta(hours=1):
                 self._pruned_at = now

@@ -146,9 +146,8 @@ async def of_run(s: AsyncSession, run_id: str) -> list[ApprovalRequest]:
 
 async def claim(s: AsyncSession, decision_id: str, request_id: str) -> bool:
     """Claim the decision id; True for the first claim, False when another delivery claimed it already."""
-    stmt = insert_ignore(s.get_bind().dialect.name, DecisionClaim, ["decision_id"])
-    result = await s.execute(stmt, {"decision_id": decision_id, "request_id": request_id})
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    row = {"decision_id": decision_id, "request_id": request_id}
+    return bool(await insert_ignore(s, DecisionClaim, ["decision_id"], row))
 
 
 async def unclaim(s: AsyncSession, decision_id: str) -> None:

@@ -32,10 +32,8 @@ async def lock_head(s: AsyncSession, genesis: str) -> tuple[int, str]:
     )
     row = (await s.execute(touch)).one_or_none()
     if row is None:
-        # The head exists after the first event: the dialects' INSERT ... ON CONFLICT is not in SQLAlchemy's
-        # statement cache (compiled afresh each time), so it is only run when the UPDATE found no row.
-        dialect = s.get_bind().dialect.name
-        await s.execute(insert_ignore(dialect, AuditHead, ["id"]), {"id": HEAD_ID, "seq": 0, "hash": genesis})
+        # The head exists after the first event: created only when the UPDATE found no row.
+        await insert_ignore(s, AuditHead, ["id"], {"id": HEAD_ID, "seq": 0, "hash": genesis})
         row = (await s.execute(touch)).one()
     return int(row[0]), str(row[1])
 

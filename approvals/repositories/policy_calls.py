@@ -14,8 +14,7 @@ from countersign.db import insert_ignore
 
 async def add(session: AsyncSession, call: dict[str, Any]) -> None:
     """Keep one judged call (a no-op when it is already kept: activities may be retried)."""
-    dialect = session.get_bind().dialect.name
-    await session.execute(insert_ignore(dialect, PolicyCall, ["id"]), call)
+    await insert_ignore(session, PolicyCall, ["id"], call)
 
 
 async def since(
