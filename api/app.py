@@ -24,7 +24,7 @@ from api.schemas import Problem, RunEvent
 from api.ui import console
 from approvals.policy import PolicyStore
 from countersign import telemetry
-from countersign.db import make_engine, read_only, session_factory
+from countersign.db import dispose, make_engine, read_only, session_factory
 from countersign.process import freeze_startup_objects
 from countersign.settings import Settings
 from tools.registry import fact_signatures, signatures
@@ -140,7 +140,7 @@ def create_app(
             freeze_startup_objects()
         yield
         if engine is not None:
-            await engine.dispose()
+            await dispose(engine)
 
     app = FastAPI(
         title="Countersign",

@@ -6,6 +6,7 @@ import asyncio
 import datetime as dt
 import functools
 import time
+import weakref
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -122,7 +123,7 @@ def _insert_ignore(table: Table, keys: tuple[str, ...], columns: tuple[str, ...]
     return text(sql).bindparams(*(bindparam(c, type_=table.c[c].type) for c in columns))
 
 
-def make_engine(url: str) -> AsyncEngine:
+def make_engine(url: str, *, readers: int = 0) -> AsyncEngine:
     """An async engine. SQLite gets its folder, WAL, a busy timeout and one writer at a time.
 
     SQLite allows one writer per file. A deferred transaction that reads and then writes cannot wait for
@@ -131,6 +132,10 @@ def make_engine(url: str) -> AsyncEngine:
     timeout. Within a process, the pool's single connection queues transactions on the event loop (no
     thread spins on the lock): the one-writer discipline SQLite needs. Other processes wait through the
     busy timeout.
+
+    ``readers`` > 0 makes, for a SQLite file, an engine for reads only (see ``read_only``): that many
+    connections, each transaction deferred (in WAL mode a reader takes no lock and waits for no writer),
+    and a write through it fails (``query_only``).
     """
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
@@ -138,7 +143,8 @@ def make_engine(url: str) -> AsyncEngine:
     memory = not parsed.database or parsed.database == ":memory:"
     if not memory:
         Path(str(parsed.database)).parent.mkdir(parents=True, exist_ok=True)
-    pool: dict[str, Any] = {} if memory else {"pool_size": 1, "max_overflow": 0, "pool_timeout": 60}
+    size = max(1, readers)
+    pool: dict[str, Any] = {} if memory else {"pool_size": size, "max_overflow": 0, "pool_timeout": 60}
     database = ":memory:" if memory else str(parsed.database)
 
     async def connect() -> Any:
@@ -153,6 +159,8 @@ def make_engine(url: str) -> AsyncEngine:
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA foreign_keys=ON")
+        if readers:
+            cur.execute("PRAGMA query_only=ON")
         cur.close()
 
     @event.listens_for(engine.sync_engine, "begin")
@@ -162,7 +170,7 @@ def make_engine(url: str) -> AsyncEngine:
         # statement, and per attempt at the lock).
         driver: sqlite.Connection = conn.connection.driver_connection
         # Read-only sessions (``read_only``) begin deferred: in WAL mode a reader takes no lock at all.
-        if conn.get_execution_options().get(READ_ONLY):
+        if readers or conn.get_execution_options().get(READ_ONLY):
             await_only(driver.begin())
         else:
             _begin_immediate(driver)
@@ -192,11 +200,36 @@ def _begin_immediate(driver: sqlite.Connection) -> None:
 READ_ONLY = "countersign_read_only"
 
 
+# Connections of a SQLite file's reader engine: reads run beside the one writer, not queued behind it.
+SQLITE_READERS = 4
+_readers: weakref.WeakKeyDictionary[AsyncEngine, AsyncEngine] = weakref.WeakKeyDictionary()
+
+
 def read_only(sessions: async_sessionmaker[AsyncSession]) -> async_sessionmaker[AsyncSession]:
-    """Sessions for reads only. On SQLite they begin deferred and take no write lock, so readers never queue
-    behind writers (a write through them may fail as busy); elsewhere they are the same sessions."""
-    engine = sessions.kw["bind"]
-    return session_factory(engine.execution_options(**{READ_ONLY: True}))
+    """Sessions for reads only; elsewhere than on SQLite, the same sessions.
+
+    On a SQLite file they come from a reader engine of their own (made once per engine, disposed with it by
+    ``dispose``): they begin deferred and take no lock, so a read neither waits for the process's one
+    writer connection nor for another process's write lock, and a write through them fails.
+    """
+    engine: AsyncEngine = sessions.kw["bind"]
+    url = engine.url
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return session_factory(engine.execution_options(**{READ_ONLY: True}))
+    reader = _readers.get(engine)
+    if reader is None:
+        reader = _readers[engine] = make_engine(
+            url.render_as_string(hide_password=False), readers=SQLITE_READERS
+        )
+    return session_factory(reader)
+
+
+async def dispose(engine: AsyncEngine) -> None:
+    """Close the engine's connections, and those of its reader engine if ``read_only`` made one."""
+    reader = _readers.pop(engine, None)
+    if reader is not None:
+        await reader.dispose()
+    await engine.dispose()
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -31,7 +31,7 @@ from api.app import create_app
 from api.auth import create_key, ensure_tenant
 from cli.dev import DEMO_KEYS as DEV_KEYS
 from countersign import telemetry
-from countersign.db import make_engine, session_factory
+from countersign.db import dispose, make_engine, session_factory
 from countersign.migrate import upgrade_async
 from countersign.settings import Settings
 from tests.loopwatch import LoopWatch
@@ -154,7 +154,7 @@ async def store(tmp_path: Path) -> AsyncIterator[BusinessStore]:
     s = BusinessStore.from_url(f"sqlite+aiosqlite:///{tmp_path / 'business.db'}")
     await seed(s, "acme")
     yield s
-    await s.engine.dispose()
+    await dispose(s.engine)
 
 
 @dataclass
@@ -291,8 +291,8 @@ async def _stack(
             else:
                 async with w, build_webhook_worker(client, settings, sessions, hooks_http):
                     yield stack
-    await store.engine.dispose()
-    await engine.dispose()
+    await dispose(store.engine)
+    await dispose(engine)
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 import countersign.db
-from countersign.db import make_engine, read_only, session_factory
+from countersign.db import dispose, make_engine, read_only, session_factory
 
 
 async def _setup(path: Path) -> str:
@@ -51,6 +51,26 @@ async def test_a_writer_waits_for_the_lock_and_readers_do_not(tmp_path: Path) ->
     finally:
         await holder.dispose()
         await waiter.dispose()
+
+
+async def test_reads_do_not_queue_behind_the_process_own_writer_and_cannot_write(tmp_path: Path) -> None:
+    url = await _setup(tmp_path / "r.db")
+    engine = make_engine(url)
+    sessions = session_factory(engine)
+    reads = read_only(sessions)
+    try:
+        async with sessions() as w, w.begin():
+            # The engine's one writer connection is in a write transaction: a read goes beside it.
+            await w.execute(text("INSERT INTO t VALUES (1)"))
+            async with reads() as r:
+                assert (await r.scalar(text("SELECT count(*) FROM t"))) == 0
+        async with reads() as r:
+            assert (await r.scalar(text("SELECT count(*) FROM t"))) == 1
+            with pytest.raises(OperationalError, match="readonly"):
+                await r.execute(text("INSERT INTO t VALUES (2)"))
+        assert read_only(sessions).kw["bind"] is reads.kw["bind"]  # one reader engine per engine
+    finally:
+        await dispose(engine)
 
 
 async def test_a_writer_that_cannot_get_the_lock_fails_as_busy(

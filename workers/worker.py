@@ -25,7 +25,7 @@ from approvals import audit
 from approvals.checkpoints import BadKey, load_private_key
 from approvals.policy import PolicyStore
 from countersign import telemetry
-from countersign.db import make_engine, session_factory
+from countersign.db import dispose, make_engine, session_factory
 from countersign.process import freeze_startup_objects
 from countersign.settings import Settings
 from tools.business import BusinessStore
@@ -174,5 +174,5 @@ async def serve(settings: Settings, *, webhooks: bool = True) -> None:
         )
         await stop.wait()
     await telemetry.shutdown()
-    await engine.dispose()
-    await store.engine.dispose()
+    await dispose(engine)
+    await dispose(store.engine)
