@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -89,35 +90,46 @@ async def test_model_errors_hand_the_run_to_a_person_after_the_configured_attemp
     assert len(calls) == 2
 
 
-async def test_an_agent_may_choose_to_fail_when_its_model_is_down(
-    make_stack: Any, db_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def fails_when_model_is_down(monkeypatch: pytest.MonkeyPatch) -> None:
+    """support_drafting fails its run when its model stays down (instead of handing it to a person)."""
     monkeypatch.setitem(
         AGENTS, "support_drafting", replace(AGENTS["support_drafting"], on_model_failure="fail")
     )
 
-    def down(messages: list[BaseMessage]) -> AIMessage:
-        raise RuntimeError("provider answered 503")
 
-    model_for = lambda spec: ScriptedChatModel(playbook=down)  # noqa: E731
+async def run_to_the_end(
+    make_stack: Any, db_url: str, playbook: Callable[[list[BaseMessage]], AIMessage]
+) -> tuple[dict[str, Any], list[str]]:
+    """A T-1001 run whose model follows ``playbook`` (2 attempts a step): its end and its ledger's types."""
+    model_for = lambda spec: ScriptedChatModel(playbook=playbook)  # noqa: E731
     async with make_stack(
         db_url, model_for=model_for, activity_heartbeat_seconds=1, model_max_attempts=2
     ) as stack:
         run = await stack.start("support_drafting", {"ticket_id": "T-1001"})
         done = await stack.wait_status(run["id"], {"failed", "completed"})
+        async with stack.sessions() as s:
+            query = select(AuditEvent.type).where(AuditEvent.run_id == run["id"]).order_by(AuditEvent.seq)
+            return done, list(await s.scalars(query))
+
+
+@pytest.mark.usefixtures("fails_when_model_is_down")
+async def test_an_agent_may_choose_to_fail_when_its_model_is_down(make_stack: Any, db_url: str) -> None:
+    def down(messages: list[BaseMessage]) -> AIMessage:
+        raise RuntimeError("provider answered 503")
+
+    done, _ = await run_to_the_end(make_stack, db_url, down)
     assert done["status"] == "failed"
     assert done["error"]["reason"] == "step_failed"
     assert "the model failed 2 times" in done["error"]["message"] and "503" in done["error"]["message"]
 
 
+@pytest.mark.usefixtures("fails_when_model_is_down")
 async def test_calls_that_ran_stay_on_record_once_when_the_next_model_turn_fails_for_good(
-    make_stack: Any, db_url: str, monkeypatch: pytest.MonkeyPatch
+    make_stack: Any, db_url: str
 ) -> None:
     """A turn's calls and the model's next turn share one activity and one ledger write: when the model
     fails, the calls that ran are still recorded, once, though each attempt ran them."""
-    monkeypatch.setitem(
-        AGENTS, "support_drafting", replace(AGENTS["support_drafting"], on_model_failure="fail")
-    )
     turns: list[int] = []
 
     def read_then_fail(messages: list[BaseMessage]) -> AIMessage:
@@ -126,15 +138,7 @@ async def test_calls_that_ran_stay_on_record_once_when_the_next_model_turn_fails
             return call(messages, "get_ticket", {"ticket_id": "T-1001"})
         raise RuntimeError("provider answered 503")
 
-    model_for = lambda spec: ScriptedChatModel(playbook=read_then_fail)  # noqa: E731
-    async with make_stack(
-        db_url, model_for=model_for, activity_heartbeat_seconds=1, model_max_attempts=2
-    ) as stack:
-        run = await stack.start("support_drafting", {"ticket_id": "T-1001"})
-        done = await stack.wait_status(run["id"], {"failed", "completed"})
-        async with stack.sessions() as s:
-            query = select(AuditEvent.type).where(AuditEvent.run_id == run["id"]).order_by(AuditEvent.seq)
-            types = list(await s.scalars(query))
+    done, types = await run_to_the_end(make_stack, db_url, read_then_fail)
     assert done["status"] == "failed" and "503" in done["error"]["message"]
     # The second attempt ran the call again before asking the model.
     assert turns == [turns[0], turns[0] + 2, turns[0] + 2]
