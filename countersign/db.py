@@ -105,8 +105,8 @@ def _with_defaults(table: Table, row: dict[str, Any]) -> dict[str, Any]:
     out = dict(row)
     for column in table.columns:
         default = column.default
-        if column.key in out or default is None or not isinstance(default, ColumnDefault):
-            continue
+        if column.key in out or not isinstance(default, ColumnDefault) or default.is_clause_element:
+            continue  # given, none, or a SQL expression (none of our tables has one): left out
         # SQLAlchemy wraps a default callable to take an execution context; ours take none.
         out[column.key] = default.arg(None) if default.is_callable else default.arg  # type: ignore[arg-type]
     return out
