@@ -115,6 +115,13 @@ class EventSink(Protocol):
     async def __call__(self, ctx: RunContext, events: Sequence[LedgerEntry]) -> None: ...
 
 
+class RecordSink(Protocol):
+    """Where a resumed turn writes the records it runs on (people's decisions, as the workflow made them),
+    before any of its calls runs: idempotent, so a record another step wrote already is left as it is."""
+
+    async def __call__(self, ctx: RunContext, records: Sequence[dict[str, Any]]) -> None: ...
+
+
 FACT_CACHE_RUNS = 256
 
 
@@ -126,6 +133,7 @@ class AgentServices:
     policy: PolicyStore
     model_for: Callable[[AgentSpec], BaseChatModel]
     events: EventSink
+    records: RecordSink
     task_queue: str = "countersign"
     model_label: str = "scripted"
     agent_models: dict[str, str] = field(default_factory=dict)
@@ -285,6 +293,7 @@ async def act(state: AgentState, runtime: Runtime[RunContext], config: RunnableC
     # The messages arrive as dicts: converted once here, both steps read the converted history.
     history = convert_to_messages(state.get("messages", []))
     async with heartbeats(model_failures()):
+        await _on_record(services, state, ctx)
         done, ran = await _run_tools(services, spec, cast(AgentState, {**state, "messages": history}), ctx)
         after = cast(AgentState, {**state, "messages": [*history, *done["messages"]]})
         try:
@@ -691,9 +700,18 @@ async def run_tools(
     """Run allowed and approved calls with exactly the approved arguments; explain every call not run."""
     services, spec = _bound(config)
     async with heartbeats():
+        await _on_record(services, state, runtime.context)
         update, events = await _run_tools(services, spec, state, runtime.context)
         await services.events(runtime.context, events)
     return update
+
+
+async def _on_record(services: AgentServices, state: AgentState, ctx: RunContext) -> None:
+    """The decisions this turn runs on are on record before any call runs (the workflow may pass them here
+    rather than wait for their own write to finish)."""
+    records = [r for d in state.get("decisions", {}).values() for r in d.get("records") or []]
+    if records:
+        await services.records(ctx, records)
 
 
 async def _run_tools(

@@ -67,6 +67,8 @@ class StatusUpdate(BaseModel):
     usage: Usage | None = None
     # Webhook events recorded in the same transaction as the change (an outbox): delivered once committed.
     webhooks: list[WebhookEvent] = Field(default_factory=list)
+    # Names the change's ledger event when more than one step may write it (else: the writing activity).
+    key: str | None = None
 
 
 class GatedRequest(BaseModel):
@@ -124,6 +126,9 @@ class DecisionOutcome(BaseModel):
     request_status: RequestStatus
     approvals: int
     quorum: int
+    # The decision's record (a RequestChange) for the API to write before it answers; runs from
+    # RECORD_IN_ACT on, whose workflow does not wait for the write.
+    record: dict[str, Any] | None = None
 
 
 class RequestChange(BaseModel):

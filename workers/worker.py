@@ -34,7 +34,7 @@ from countersign.process import freeze_startup_objects
 from countersign.settings import Settings
 from tools.business import BusinessStore
 from tools.registry import fact_signatures, signatures
-from workers.activities import ApprovalActivities, LedgerSink, RunActivities
+from workers.activities import ApprovalActivities, DecisionRecords, LedgerSink, RunActivities
 from workers.activities.checkpoint import CheckpointActivities, ensure_checkpoint_schedule
 from workers.client import BUILD_ID, connect, metrics_runtime
 from workers.webhook_contracts import webhook_task_queue
@@ -62,6 +62,7 @@ def langgraph_plugin(
         or PolicyStore(settings.policy_path, settings.known_roles(), signatures(), fact_signatures()),
         model_for=model_for or model_factory(settings),
         events=LedgerSink(sessions, timedelta(days=settings.policy_call_retention_days)),
+        records=DecisionRecords(sessions, settings.resolved_public_url()),
         model_label=settings.model,
         agent_models=settings.agent_models,
         fallback_for=fallback_factory(settings) if model_for is None else None,

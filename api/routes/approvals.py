@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Response
 
-from api.deps import ApprovalReaderDep, ApproverDep, PolicyDep, SessionDep, TemporalDep
+from api.deps import ApprovalReaderDep, ApproverDep, PolicyDep, SessionDep, SettingsDep, TemporalDep
 from api.errors import problems
 from api.schemas import ApprovalRead, DecisionCreate, DecisionResult, Page
 from api.services import approvals as service
@@ -49,6 +49,7 @@ async def decide_approval(
     s: SessionDep,
     temporal: TemporalDep,
     policy: PolicyDep,
+    settings: SettingsDep,
     response: Response,
 ) -> DecisionResult:
     """Approve, edit the arguments, reject (reason required) or respond with a message for the agent.
@@ -56,7 +57,7 @@ async def decide_approval(
     ``arguments_hash`` must be the hash of the arguments you were shown; a retried identical decision
     returns the first outcome (200).
     """
-    result, created = await service.decide(s, temporal, policy, who, request_id, body)
+    result, created = await service.decide(s, temporal, policy, settings, who, request_id, body)
     if not created:
         response.status_code = 200
     return result

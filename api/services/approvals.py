@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -38,10 +39,15 @@ from countersign import telemetry
 from countersign.db import utcnow
 from countersign.models import Run
 from countersign.repositories import runs
+from countersign.settings import Settings
 from tools.registry import get_tool
-from workers.contracts import DecisionIn, DecisionOutcome
+from workers.activities import record_change
+from workers.activities.webhooks import start_deliveries
+from workers.contracts import DecisionIn, DecisionOutcome, RequestChange
+from workers.webhook_contracts import webhook_task_queue
 from workers.workflows.run import AgentRunWorkflow
 
+log = logging.getLogger("countersign.api")
 DECISION_NS = uuid.UUID("5d1c2f9e-7a4b-4c1e-9f3a-2b8d6e0c4a71")
 
 
@@ -177,6 +183,7 @@ async def decide(
     s: AsyncSession,
     temporal: Client,
     policy: PolicyStore,
+    settings: Settings,
     who: Principal,
     request_id: str,
     body: DecisionCreate,
@@ -221,34 +228,57 @@ async def decide(
     # the decision id first is the one that created it (201), the others are replays (200).
     first = await approvals.claim(s, did, req.id)
     await s.commit()  # no transaction across the RPC: the worker must write while the update waits
-    try:
-        with _in_run_trace(run, req, who, body):
+    with _in_run_trace(run, req, who, body):
+        try:
             outcome: DecisionOutcome = await handle.execute_update(AgentRunWorkflow.decide, update, id=did)
-    except WorkflowUpdateFailedError as e:
-        cause = e.cause
-        landed = await _recorded(s, did, req) if isinstance(cause, ApplicationError) else None
-        if landed is not None:
-            # Delivered twice (a worker died while it was in flight): this decision is the one on record.
-            return landed, first
-        await _unclaim(s, did, first)
-        if isinstance(cause, ApplicationError) and cause.type in _REFUSALS:
-            raise _REFUSALS[cause.type](cause.message) from e
-        raise AlreadyDecided(str(cause or e)) from e
+        except WorkflowUpdateFailedError as e:
+            cause = e.cause
+            landed = await _recorded(s, did, req) if isinstance(cause, ApplicationError) else None
+            if landed is not None:
+                # Delivered twice (a worker died while it was in flight): this decision is the one on record.
+                return landed, first
+            await _unclaim(s, did, first)
+            if isinstance(cause, ApplicationError) and cause.type in _REFUSALS:
+                raise _REFUSALS[cause.type](cause.message) from e
+            raise AlreadyDecided(str(cause or e)) from e
+        except RPCError as e:
+            await _unclaim(s, did, first)
+            if e.status in TRANSIENT_RPC:
+                raise Unavailable(
+                    f"Temporal did not take the decision ({e.status.name}); retry it", headers=RETRY_AFTER
+                ) from e
+            if await _still_running(handle):
+                # Temporal lost the update (a server restart before it was accepted): the run still waits, so
+                # the decision was not taken and may be sent again.
+                raise Unavailable(
+                    f"the decision was not taken ({e.status.name}: {e.message}); retry it",
+                    headers=RETRY_AFTER,
+                ) from e
+            # The workflow is gone (completed, cancelled, terminated) and the request with it.
+            raise AlreadyDecided(f"the run no longer accepts decisions: {e.message}") from e
+        if outcome.record is not None:
+            await _write_record(s, temporal, settings, outcome.record)
+    return DecisionResult(**outcome.model_dump(exclude={"record"})), first
+
+
+async def _write_record(
+    s: AsyncSession, temporal: Client, settings: Settings, record: dict[str, Any]
+) -> None:
+    """Write a decision's record before answering: the workflow took the decision and went on without
+    waiting for it. The turn that acts on it writes it first too, so whichever comes first records it; a
+    request that fails here is retried with the same decision id, whose update answers with this record."""
+    change = RequestChange.model_validate(record)
+    deliveries = await record_change(s, change, settings.resolved_public_url())
+    await s.commit()
+    try:
+        await start_deliveries(temporal, webhook_task_queue(settings.task_queue), deliveries)
     except RPCError as e:
-        await _unclaim(s, did, first)
-        if e.status in TRANSIENT_RPC:
-            raise Unavailable(
-                f"Temporal did not take the decision ({e.status.name}); retry it", headers=RETRY_AFTER
-            ) from e
-        if await _still_running(handle):
-            # Temporal lost the update (a server restart before it was accepted): the run still waits, so
-            # the decision was not taken and may be sent again.
-            raise Unavailable(
-                f"the decision was not taken ({e.status.name}: {e.message}); retry it", headers=RETRY_AFTER
-            ) from e
-        # The workflow is gone (completed, cancelled, terminated) and the request with it.
-        raise AlreadyDecided(f"the run no longer accepts decisions: {e.message}") from e
-    return DecisionResult(**outcome.model_dump()), first
+        # Recorded as pending: the acting turn starts them again.
+        log.warning(
+            "webhook deliveries of decision %s not started: %s",
+            record["decision"]["decision_id"],
+            e.status.name,
+        )
 
 
 async def _still_running(handle: WorkflowHandle[Any, Any]) -> bool:

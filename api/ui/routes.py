@@ -487,7 +487,9 @@ async def decide(
         )
         return await _request_again(request, s, v, request_id, problem, 422)
     try:
-        await approval_service.decide(s, temporal, policy, v.who, request_id, body)
+        await approval_service.decide(
+            s, temporal, policy, request.app.state.settings, v.who, request_id, body
+        )
     except StaleArguments:
         return await _request_again(
             request,

@@ -100,8 +100,9 @@ class RunActivities:
 
 async def write_status(session: AsyncSession, u: StatusUpdate, console_url: str) -> list[str]:
     """Apply a status change to the run row in the caller's transaction (the ledger event, the webhooks'
-    outbox, and a finished run's root span with it); returns the deliveries to start once committed."""
-    info = activity.info()
+    outbox, and a finished run's root span with it); returns the deliveries to start once committed.
+
+    Outside an activity (the API recording a decision), the update must have a ``key``."""
     run = await runs.get(session, u.run.run_id, for_update=True)
     if run is None:
         # The API's commit may have failed after the workflow started: the run still gets its row.
@@ -135,10 +136,12 @@ async def write_status(session: AsyncSession, u: StatusUpdate, console_url: str)
         data["usage"] = u.usage.model_dump()
     if u.error is not None:
         data["error"] = u.error
+    # A resumption that two steps may write (see DecisionRecords) has a key of its own: one event, not two.
+    step = u.key or _step()
     await audit.append(
         session,
         audit.NewEvent(
-            id=f"{u.run.run_id}:status:{u.status}:{info.workflow_run_id}:{info.activity_id}",
+            id=f"{u.run.run_id}:status:{u.status}:{step}",
             type=u.event or _RUN_EVENT.get(u.status, "run.status"),
             actor=f"agent:{u.run.agent}",
             data=data,
@@ -154,6 +157,11 @@ async def write_status(session: AsyncSession, u: StatusUpdate, console_url: str)
             await telemetry.store_span(session, span)
             _export(span)
     return deliveries
+
+
+def _step() -> str:
+    info = activity.info()
+    return f"{info.workflow_run_id}:{info.activity_id}"
 
 
 def run_span(u: StatusUpdate, started: dt.datetime) -> ReadableSpan | None:
@@ -228,7 +236,7 @@ class ApprovalActivities:
         async with self.sessions() as session, session.begin():
             deliveries = await record_deliveries(session, o.webhooks, self.console_url)
             for req in o.requests:
-                await self._apply(
+                await _apply(
                     session,
                     RequestChange(request=req, event="approval.requested", actor=f"agent:{req.agent}"),
                     evidence=o.evidence.get(req.id),
@@ -258,106 +266,135 @@ class ApprovalActivities:
     async def record(self, c: RequestChange) -> None:
         """Upsert the request row (and the decision row); append the ledger event once."""
         async with self.sessions() as session, session.begin():
-            await self._apply(session, c)
-            deliveries = await record_deliveries(session, c.webhooks, self.console_url)
-            if c.resume is not None:
-                deliveries += await write_status(session, c.resume, self.console_url)
+            deliveries = await record_change(session, c, self.console_url)
         await _deliver(deliveries)
         if c.event in ("approval.reminded", "approval.escalated"):
             _notify(c.event, c.request)
 
-    async def _apply(
-        self, session: AsyncSession, c: RequestChange, evidence: dict[str, Any] | None = None
-    ) -> None:
-        r = c.request
-        info = activity.info()
-        row = await approvals.get(session, r.id, for_update=True)
-        if row is None:
-            row = ApprovalRequest(
-                id=r.id,
-                tenant_id=r.tenant_id,
-                run_id=r.run_id,
-                agent=r.agent,
-                tool=r.tool,
-                tool_call_id=r.tool_call_id,
-                rule=r.rule,
-                policy_version=r.policy_version,
-                requested_by=r.requested_by,
-                created_at=r.created_at,
-                reason=r.reason,
-                evidence=evidence,
-            )
-            approvals.add(session, row)
-        row.arguments, row.arguments_hash = r.arguments, r.arguments_hash
-        row.required_roles, row.quorum, row.status = r.roles, r.quorum, r.status
-        row.escalated, row.reminded, row.expires_at = r.escalated, r.reminded, r.expires_at
-        row.outcome = {"approvals": r.approvals, "message": r.message}
-        if r.status != "pending" and row.decided_at is None:
-            row.decided_at = utcnow()
-        if c.decision is not None and c.outcome is not None:
-            d = c.decision
-            if await approvals.get_decision(session, d.decision_id) is None:
-                approvals.add(
-                    session,
-                    ApprovalDecision(
-                        id=d.decision_id,
-                        request_id=r.id,
-                        tenant_id=r.tenant_id,
-                        principal_id=d.principal_id,
-                        action=d.action,
-                        arguments=d.arguments,
-                        arguments_hash=d.arguments_hash,
-                        reason=d.reason,
-                        message=d.message,
-                        result_status=c.outcome.request_status,
-                    ),
-                )
-        data: dict[str, Any] = {
-            "request_id": r.id,
-            "tool": r.tool,
-            "tool_call_id": r.tool_call_id,
-            "arguments_hash": r.arguments_hash,
-            "rule": r.rule,
-            "policy_version": r.policy_version,
-            "roles": r.roles,
-            "quorum": r.quorum,
-            "status": r.status,
-        }
-        if c.decision is not None:
-            data |= {
-                "decision_id": c.decision.decision_id,
-                "action": c.decision.action,
-                "reason": c.decision.reason,
-            }
-        attributes: dict[str, Any] = {
-            "approval.request_id": r.id,
-            "approval.verdict": "require_approval",
-            "approval.rule": r.rule,
-            "approval.policy_version": r.policy_version,
-            "approval.status": r.status,
-            "gen_ai.tool.name": r.tool,
-            "gen_ai.tool.call.id": r.tool_call_id,
-            "countersign.run_id": r.run_id,
-        }
-        if c.decision is not None:
-            attributes |= {
-                "approval.decider_id": c.decision.principal_id,
-                "approval.action": c.decision.action,
-            }
-        with telemetry.tracer().start_as_current_span(c.event, attributes=attributes):
-            trace_id = telemetry.trace_id_hex()
-        await audit.append(
+
+class DecisionRecords:
+    """The agents' record sink: writes the decisions a resumed turn runs on, in one transaction, before the
+    turn's calls run. The workflow records each decision with ``approvals.record`` too, without waiting for it
+    before it resumes: whichever writes first records it, the other finds it there."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], console_url: str = "") -> None:
+        self.sessions, self.console_url = sessions, console_url
+
+    async def __call__(self, ctx: RunContext, records: Sequence[dict[str, Any]]) -> None:
+        changes = [RequestChange.model_validate(r) for r in records]
+        deliveries: list[str] = []
+        async with self.sessions() as session, session.begin():
+            for c in changes:
+                deliveries += await record_change(session, c, self.console_url)
+        await _deliver(deliveries)
+
+
+async def record_change(session: AsyncSession, c: RequestChange, console_url: str) -> list[str]:
+    """Apply a change to a request in the caller's transaction (with its webhooks' outbox and the run's
+    resumption); returns the deliveries to start once committed. A decision already on record is left as it
+    is: the change was written by another step, or by an earlier attempt of this one."""
+    applied = await _apply(session, c)
+    # Pending ones too when recorded before: the step that recorded them may have failed to start them.
+    deliveries = await record_deliveries(session, c.webhooks, console_url)
+    if applied and c.resume is not None:
+        deliveries += await write_status(session, c.resume, console_url)
+    return deliveries
+
+
+async def _apply(session: AsyncSession, c: RequestChange, evidence: dict[str, Any] | None = None) -> bool:
+    """Upsert the request row (and the decision row) and append the change's ledger event; False when the
+    change is a decision already on record (nothing is written)."""
+    r = c.request
+    # Locked first: a concurrent writer of the same decision waits here, then finds it recorded.
+    row = await approvals.get(session, r.id, for_update=True)
+    if c.decision is not None and await approvals.get_decision(session, c.decision.decision_id) is not None:
+        return False
+    if row is None:
+        row = ApprovalRequest(
+            id=r.id,
+            tenant_id=r.tenant_id,
+            run_id=r.run_id,
+            agent=r.agent,
+            tool=r.tool,
+            tool_call_id=r.tool_call_id,
+            rule=r.rule,
+            policy_version=r.policy_version,
+            requested_by=r.requested_by,
+            created_at=r.created_at,
+            reason=r.reason,
+            evidence=evidence,
+        )
+        approvals.add(session, row)
+    row.arguments, row.arguments_hash = r.arguments, r.arguments_hash
+    row.required_roles, row.quorum, row.status = r.roles, r.quorum, r.status
+    row.escalated, row.reminded, row.expires_at = r.escalated, r.reminded, r.expires_at
+    row.outcome = {"approvals": r.approvals, "message": r.message}
+    if r.status != "pending" and row.decided_at is None:
+        row.decided_at = utcnow()
+    if c.decision is not None and c.outcome is not None:
+        d = c.decision
+        approvals.add(
             session,
-            audit.NewEvent(
-                id=f"{r.id}:{c.event}:{c.decision.decision_id if c.decision else info.activity_id}",
-                type=c.event,
-                actor=c.actor,
-                data=data,
+            ApprovalDecision(
+                id=d.decision_id,
+                request_id=r.id,
                 tenant_id=r.tenant_id,
-                run_id=r.run_id,
-                trace_id=trace_id,
+                principal_id=d.principal_id,
+                action=d.action,
+                arguments=d.arguments,
+                arguments_hash=d.arguments_hash,
+                reason=d.reason,
+                message=d.message,
+                result_status=c.outcome.request_status,
             ),
         )
+    data: dict[str, Any] = {
+        "request_id": r.id,
+        "tool": r.tool,
+        "tool_call_id": r.tool_call_id,
+        "arguments_hash": r.arguments_hash,
+        "rule": r.rule,
+        "policy_version": r.policy_version,
+        "roles": r.roles,
+        "quorum": r.quorum,
+        "status": r.status,
+    }
+    if c.decision is not None:
+        data |= {
+            "decision_id": c.decision.decision_id,
+            "action": c.decision.action,
+            "reason": c.decision.reason,
+        }
+    attributes: dict[str, Any] = {
+        "approval.request_id": r.id,
+        "approval.verdict": "require_approval",
+        "approval.rule": r.rule,
+        "approval.policy_version": r.policy_version,
+        "approval.status": r.status,
+        "gen_ai.tool.name": r.tool,
+        "gen_ai.tool.call.id": r.tool_call_id,
+        "countersign.run_id": r.run_id,
+    }
+    if c.decision is not None:
+        attributes |= {
+            "approval.decider_id": c.decision.principal_id,
+            "approval.action": c.decision.action,
+        }
+    with telemetry.tracer().start_as_current_span(c.event, attributes=attributes):
+        trace_id = telemetry.trace_id_hex()
+    await audit.append(
+        session,
+        audit.NewEvent(
+            id=f"{r.id}:{c.event}:{c.decision.decision_id if c.decision else activity.info().activity_id}",
+            type=c.event,
+            actor=c.actor,
+            data=data,
+            tenant_id=r.tenant_id,
+            run_id=r.run_id,
+            trace_id=trace_id,
+        ),
+    )
+    return True
 
 
 def _notify(event: str, r: GatedRequest) -> None:

@@ -71,6 +71,9 @@ FAST_PATH = "countersign-fast-path-1"
 # Runs started from this patch on run a turn's tool calls in the activity that then asks the model (graph
 # version 3). Runs started earlier replay on the graph they started with.
 ACT_THEN_THINK = "countersign-act-then-think-1"
+# Runs started from this patch on (version 4, on graph version 3) resume on a decision as soon as it is taken:
+# the turn that acts on it writes it first (idempotent), so the run does not wait for its own record to land.
+RECORD_IN_ACT = "countersign-record-in-act-1"
 
 
 def _seconds(value: Any) -> timedelta | None:
@@ -91,6 +94,7 @@ class AgentRunWorkflow:
         self._input: RunInput | None = None
         self._version = 1
         self._resumed = False  # the run's resumption was recorded with the change that settled its requests
+        self._records: dict[str, list[dict[str, Any]]] = {}  # per request: its decisions, for the next turn
 
     @workflow.run
     async def run(self, inp: RunInput) -> RunResult:
@@ -114,7 +118,9 @@ class AgentRunWorkflow:
         self._input = inp
         # One patch check per new run (each records a marker and upserts a search attribute): a run that
         # started on an earlier path replays it, since its history holds only that path's marker.
-        if workflow.patched(ACT_THEN_THINK):
+        if workflow.patched(RECORD_IN_ACT):
+            self._fast, self._version = True, 4
+        elif workflow.patched(ACT_THEN_THINK):
             self._fast, self._version = True, 3
         else:
             self._fast = workflow.patched(FAST_PATH)
@@ -122,7 +128,8 @@ class AgentRunWorkflow:
         if not self._fast:
             # Runs from FAST_PATH on have their run.started recorded by the API, with the run row.
             await self._status(StatusUpdate(run=inp, status="running", event="run.started"))
-        app = compiled(graph(graph_name(inp.agent, self._version))).copy({"checkpointer": InMemorySaver()})
+        topology = min(self._version, 3)
+        app = compiled(graph(graph_name(inp.agent, topology))).copy({"checkpointer": InMemorySaver()})
         config: dict[str, Any] = {"configurable": {"thread_id": inp.run_id}, "recursion_limit": 100}
         context = {
             "run_id": inp.run_id,
@@ -135,6 +142,7 @@ class AgentRunWorkflow:
         try:
             while True:
                 state = await app.ainvoke(payload, config, context=context)  # type: ignore[call-overload]
+                self._records.clear()  # the turn that acted on them wrote them first
                 interrupts = state.get("__interrupt__")
                 if not interrupts:
                     break
@@ -145,6 +153,7 @@ class AgentRunWorkflow:
                 raise  # a cancel, not a failure: run() records it
             # A step failed for good (retries exhausted or a non-retryable refusal): the run fails cleanly.
             error = {"reason": "step_failed", "message": str(e.cause or e)}
+            await self._write_records()
             await self._status(StatusUpdate(run=inp, status="failed", error=error))
             return RunResult(status="failed", error=error)
         usage = _usage(state)
@@ -187,6 +196,7 @@ class AgentRunWorkflow:
         # The owner hears of a run that stopped for want of a model or of budget (not of a bad answer).
         alert = {"model_unavailable": "model_unavailable", "budget_exceeded": "budget_exhausted"}.get(reason)
         decided = (await self._hold(inp, [proposal], usage, alert=alert))["escalation"]
+        await self._write_records()
         outcome = {
             "escalated": True,
             "reason": reason,
@@ -243,7 +253,11 @@ class AgentRunWorkflow:
         }
         return self._events("agent.alert", run.tenant_id, run.run_id, body | data)
 
-    async def _change(self, req: GatedRequest, event_name: str, actor: str = "system", **kw: Any) -> None:
+    def _change_of(
+        self, req: GatedRequest, event_name: str, actor: str = "system", **kw: Any
+    ) -> RequestChange:
+        """The record of a change to ``req``: its webhooks and, when it settles the last pending request,
+        the run's resumption."""
         change = RequestChange(request=req.model_copy(deep=True), event=event_name, actor=actor, **kw)
         hook: WebhookEventType | None = None
         if event_name in ("approval.decided", "approval.expired"):
@@ -265,13 +279,24 @@ class AgentRunWorkflow:
             and event_name in ("approval.decided", "approval.expired")
         ):
             change.resume = StatusUpdate(run=self._input, status="running", event="run.resumed")
+            if self._version >= 4 and change.decision is not None:
+                # Written by the API and by the next turn, whichever comes first: one event, not two.
+                change.resume.key = f"{req.id}:{change.decision.decision_id}"
+        return change
+
+    async def _change(self, req: GatedRequest, event_name: str, actor: str = "system", **kw: Any) -> None:
+        change = self._change_of(req, event_name, actor, **kw)
         # A person's decision is recorded by a regular activity: it is scheduled only once the update is
         # accepted in history. A local activity runs before that, and could record a decision that a lost
         # workflow task then never accepted. Timer-driven changes replay identically: local is safe there.
         await self._db("approvals.record", change, local=change.decision is None)
         if change.resume is not None:
             self._resumed = True
-        if not self._fast and hook is not None:
+        if not self._fast and event_name in ("approval.decided", "approval.expired"):
+            hook: WebhookEventType = (
+                "approval.decided" if event_name == "approval.decided" else "approval.expired"
+            )
+            data = request_data(change.request, change.decision)
             await self._emit(hook, tenant_id=req.tenant_id, run_id=req.run_id, data=data)
 
     async def _hold(
@@ -344,13 +369,19 @@ class AgentRunWorkflow:
             except TimeoutError:
                 pass
             if self._fast:
-                # A decision being recorded was taken before any timer now due: let it land first.
-                await workflow.wait_condition(lambda: not self._deciding)
+                # A decision being recorded was taken before any timer now due: let it land first. From
+                # version 4 a settled turn goes on at once: the next step writes its decisions first.
+                await workflow.wait_condition(
+                    lambda: (
+                        not self._deciding
+                        or (self._version >= 4 and all(r.status != "pending" for r in opened))
+                    )
+                )
             await self._fire_timers(opened)
         if not self._resumed:
             await self._status(StatusUpdate(run=inp, status="running", event="run.resumed"))
         self._resumed = False
-        return {
+        decided: dict[str, dict[str, Any]] = {
             r.tool_call_id: {
                 "status": r.status,
                 "request_id": r.id,
@@ -360,6 +391,18 @@ class AgentRunWorkflow:
             }
             for r in opened
         }
+        if self._version >= 4:
+            for r in opened:
+                decided[r.tool_call_id]["records"] = list(self._records.get(r.id, []))
+        return decided
+
+    async def _write_records(self) -> None:
+        """Record the decisions no turn has written yet (the run goes on without acting on them: it is
+        handed to a person, fails or is cancelled). The API wrote them too, unless it stopped first."""
+        for records in self._records.values():
+            for record in records:
+                await self._db("approvals.record", RequestChange.model_validate(record), local=False)
+        self._records.clear()
 
     def _next_timer(self, reqs: list[GatedRequest]) -> timedelta | None:
         now = workflow.now()
@@ -394,6 +437,7 @@ class AgentRunWorkflow:
                 await self._change(r, "approval.escalated")
 
     async def _cancel_pending(self, inp: RunInput) -> None:
+        await self._write_records()
         for r in self._requests.values():
             if r.status == "pending":
                 r.status = "cancelled"
@@ -413,16 +457,31 @@ class AgentRunWorkflow:
         req = self._check(d)
         after = req.model_copy(deep=True)
         outcome = _apply(after, d)
+        if self._version >= 4:
+            return self._decide_v4(req, after, d, outcome)
         self._deciding.add(req.id)
         try:
             await self._change(after, "approval.decided", actor=d.principal_id, decision=d, outcome=outcome)
         finally:
             self._deciding.discard(req.id)
-        req.arguments, req.arguments_hash = after.arguments, after.arguments_hash
-        req.approvals, req.status, req.message = after.approvals, after.status, after.message
-        req.decisions = after.decisions
+        _take(req, after)
         self._changed = True
         return outcome
+
+    def _decide_v4(
+        self, req: GatedRequest, after: GatedRequest, d: DecisionIn, outcome: DecisionOutcome
+    ) -> DecisionOutcome:
+        """Runs from RECORD_IN_ACT on: the decision takes effect in this workflow task, with no round trip.
+        Its record goes back with the outcome and the API writes it before it answers; the turn that acts
+        on it writes it first too (idempotent), so nothing runs on a decision that is not on record."""
+        change = self._change_of(after, "approval.decided", actor=d.principal_id, decision=d, outcome=outcome)
+        _take(req, after)
+        self._changed = True
+        if change.resume is not None:
+            self._resumed = True
+        record = change.model_dump(mode="json")
+        self._records.setdefault(req.id, []).append(record)
+        return outcome.model_copy(update={"record": record})
 
     async def _decide_v1(self, d: DecisionIn) -> DecisionOutcome:
         """Runs started before FAST_PATH: the state changed before the record (kept so they replay)."""
@@ -461,6 +520,13 @@ class AgentRunWorkflow:
         req = self._requests.get(d.request_id)
         if req is None or req.status != "pending":
             raise ApplicationError("the request is no longer pending", type="already_decided")
+
+
+def _take(req: GatedRequest, after: GatedRequest) -> None:
+    """``req`` as a decision left it (``after``)."""
+    req.arguments, req.arguments_hash = after.arguments, after.arguments_hash
+    req.approvals, req.status, req.message = after.approvals, after.status, after.message
+    req.decisions = after.decisions
 
 
 def _apply(req: GatedRequest, d: DecisionIn) -> DecisionOutcome:
