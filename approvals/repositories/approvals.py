@@ -30,6 +30,14 @@ async def get_decision(s: AsyncSession, decision_id: str, *, fresh: bool = False
     return await s.get(ApprovalDecision, decision_id, populate_existing=fresh)
 
 
+async def recorded(s: AsyncSession, decision_ids: Sequence[str]) -> set[str]:
+    """Which of these decisions are on record."""
+    if not decision_ids:
+        return set()
+    found = await s.scalars(select(ApprovalDecision.id).where(ApprovalDecision.id.in_(decision_ids)))
+    return set(found)
+
+
 def add(s: AsyncSession, row: ApprovalRequest | ApprovalDecision) -> None:
     """Add a request or decision to the session (written at the caller's next flush or commit)."""
     s.add(row)

@@ -78,6 +78,20 @@ async def delivery_of(s: AsyncSession, endpoint_id: str, message_id: str) -> Web
     return row
 
 
+async def pending_of(s: AsyncSession, run_id: str, message_ids: Sequence[str]) -> list[str]:
+    """The ids of a run's deliveries of these messages that are still pending."""
+    if not message_ids:
+        return []
+    found = await s.scalars(
+        select(WebhookDelivery.id).where(
+            WebhookDelivery.run_id == run_id,
+            WebhookDelivery.message_id.in_(message_ids),
+            WebhookDelivery.status == "pending",
+        )
+    )
+    return list(found)
+
+
 async def newest_deliveries(
     s: AsyncSession, tenant_id: str, endpoint_id: str, *, after: After | None, limit: int
 ) -> list[WebhookDelivery]:

@@ -19,8 +19,9 @@ from agents.graph import LedgerEntry, RunContext
 from approvals import audit
 from approvals.models import ApprovalDecision, ApprovalRequest
 from approvals.repositories import approvals, policy_calls
+from approvals.repositories import webhooks as webhook_rows
 from countersign import telemetry
-from countersign.db import utcnow
+from countersign.db import read_only, utcnow
 from countersign.models import Run
 from countersign.repositories import runs
 from workers.activities.webhooks import record_deliveries, start_deliveries
@@ -278,15 +279,21 @@ class DecisionRecords:
     before it resumes: whichever writes first records it, the other finds it there."""
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession], console_url: str = "") -> None:
-        self.sessions, self.console_url = sessions, console_url
+        self.sessions, self.reads, self.console_url = sessions, read_only(sessions), console_url
 
     async def __call__(self, ctx: RunContext, records: Sequence[dict[str, Any]]) -> None:
         changes = [RequestChange.model_validate(r) for r in records]
-        deliveries: list[str] = []
-        async with self.sessions() as session, session.begin():
-            for c in changes:
-                deliveries += await record_change(session, c, self.console_url)
-        await _deliver(deliveries)
+        # Most often the API has recorded them already: a read finds out, with no wait for the write lock.
+        async with self.reads() as r:
+            done = await approvals.recorded(r, [c.decision.decision_id for c in changes if c.decision])
+            messages = [w.id for c in changes for w in c.webhooks]
+            deliveries = await webhook_rows.pending_of(r, ctx["run_id"], messages)
+        todo = [c for c in changes if c.decision is None or c.decision.decision_id not in done]
+        if todo:
+            async with self.sessions() as session, session.begin():
+                for c in todo:
+                    deliveries += await record_change(session, c, self.console_url)
+        await _deliver(sorted(set(deliveries)))
 
 
 async def record_change(session: AsyncSession, c: RequestChange, console_url: str) -> list[str]:
