@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 
 from api.deps import ApprovalReaderDep, ApproverDep, PolicyDep, SessionDep, SettingsDep, TemporalDep
 from api.errors import problems
@@ -51,13 +51,16 @@ async def decide_approval(
     policy: PolicyDep,
     settings: SettingsDep,
     response: Response,
+    request: Request,
 ) -> DecisionResult:
     """Approve, edit the arguments, reject (reason required) or respond with a message for the agent.
 
     ``arguments_hash`` must be the hash of the arguments you were shown; a retried identical decision
     returns the first outcome (200).
     """
-    result, created = await service.decide(s, temporal, policy, settings, who, request_id, body)
+    result, created = await service.decide(
+        s, request.app.state.read_sessions, temporal, policy, settings, who, request_id, body
+    )
     if not created:
         response.status_code = 200
     return result

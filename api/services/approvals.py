@@ -13,7 +13,7 @@ from typing import Any
 from opentelemetry import trace
 from opentelemetry.trace import Link
 from pydantic import ValidationError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
@@ -32,7 +32,7 @@ from api.errors import (
 )
 from api.schemas import ApprovalRead, DecisionCreate, DecisionRead, DecisionResult, Page
 from api.services import pagination
-from approvals.models import ApprovalRequest
+from approvals.models import ApprovalDecision, ApprovalRequest
 from approvals.policy import PolicyStore, evaluate_without_facts
 from approvals.repositories import approvals
 from countersign import telemetry
@@ -181,6 +181,7 @@ _REFUSALS: dict[str, type[CountersignError]] = {
 
 async def decide(
     s: AsyncSession,
+    reads: async_sessionmaker[AsyncSession],
     temporal: Client,
     policy: PolicyStore,
     settings: Settings,
@@ -188,14 +189,14 @@ async def decide(
     request_id: str,
     body: DecisionCreate,
 ) -> tuple[DecisionResult, bool]:
-    """Check who may decide, then deliver the decision as a Temporal Update whose id is the decision id."""
-    req = await get_row(s, who, request_id)
-    if not set(req.required_roles) & who.roles:
-        raise Forbidden(f"deciding this request needs one of the roles: {', '.join(req.required_roles)}")
-    if who.id == req.requested_by:
-        raise Forbidden("the principal who started the run may not decide its approvals")
+    """Check who may decide, then deliver the decision as a Temporal Update whose id is the decision id.
+
+    Checked on a read session: nothing is written (on SQLite, no write lock taken) until the workflow has
+    taken the decision. Then one transaction claims the decision id and writes the decision's record.
+    """
     did = decision_id(request_id, who, body)
-    earlier = await approvals.get_decision(s, did)
+    async with reads() as r:
+        req, run, earlier = await _deciding(r, who, request_id, did)
     if earlier is not None:
         return DecisionResult(
             decision_id=did,
@@ -223,11 +224,6 @@ async def decide(
         message=body.message,
     )
     handle = temporal.get_workflow_handle(f"run-{req.run_id}")
-    run = await runs.get(s, req.run_id)
-    # Identical POSTs racing each other all reach the one Temporal Update (same id); the one that claims
-    # the decision id first is the one that created it (201), the others are replays (200).
-    first = await approvals.claim(s, did, req.id)
-    await s.commit()  # no transaction across the RPC: the worker must write while the update waits
     with _in_run_trace(run, req, who, body):
         try:
             outcome: DecisionOutcome = await handle.execute_update(AgentRunWorkflow.decide, update, id=did)
@@ -236,49 +232,70 @@ async def decide(
             landed = await _recorded(s, did, req) if isinstance(cause, ApplicationError) else None
             if landed is not None:
                 # Delivered twice (a worker died while it was in flight): this decision is the one on record.
-                return landed, first
-            await _unclaim(s, did, first)
+                return landed, await _claim(s, did, req.id)
             if isinstance(cause, ApplicationError) and cause.type in _REFUSALS:
                 raise _REFUSALS[cause.type](cause.message) from e
             raise AlreadyDecided(str(cause or e)) from e
         except RPCError as e:
-            await _unclaim(s, did, first)
             if e.status in TRANSIENT_RPC:
                 raise Unavailable(
                     f"Temporal did not take the decision ({e.status.name}); retry it", headers=RETRY_AFTER
                 ) from e
             if await _still_running(handle):
-                # Temporal lost the update (a server restart before it was accepted): the run still waits, so
-                # the decision was not taken and may be sent again.
+                # Temporal lost the update (a server restart before it was accepted): the run still waits,
+                # so the decision was not taken and may be sent again.
                 raise Unavailable(
                     f"the decision was not taken ({e.status.name}: {e.message}); retry it",
                     headers=RETRY_AFTER,
                 ) from e
             # The workflow is gone (completed, cancelled, terminated) and the request with it.
             raise AlreadyDecided(f"the run no longer accepts decisions: {e.message}") from e
-        if outcome.record is not None:
-            await _write_record(s, temporal, settings, outcome.record)
+        # Identical POSTs racing each other all reach the one Temporal Update (same id) and get its outcome;
+        # the one that claims the decision id first is the one that created it (201), the others are
+        # replays (200).
+        if outcome.record is None:
+            first = await _claim(s, did, req.id)  # a run from before RECORD_IN_ACT recorded it itself
+        else:
+            first = await _write_record(s, temporal, settings, outcome.record)
     return DecisionResult(**outcome.model_dump(exclude={"record"})), first
+
+
+async def _deciding(
+    r: AsyncSession, who: Principal, request_id: str, did: str
+) -> tuple[ApprovalRequest, Run | None, ApprovalDecision | None]:
+    """The request ``who`` would decide (refused if they may not), its run, and the decision if taken."""
+    req = await get_row(r, who, request_id)
+    if not set(req.required_roles) & who.roles:
+        raise Forbidden(f"deciding this request needs one of the roles: {', '.join(req.required_roles)}")
+    if who.id == req.requested_by:
+        raise Forbidden("the principal who started the run may not decide its approvals")
+    return req, await runs.get(r, req.run_id), await approvals.get_decision(r, did)
+
+
+async def _claim(s: AsyncSession, did: str, request_id: str) -> bool:
+    first = await approvals.claim(s, did, request_id)
+    await s.commit()
+    return first
 
 
 async def _write_record(
     s: AsyncSession, temporal: Client, settings: Settings, record: dict[str, Any]
-) -> None:
-    """Write a decision's record before answering: the workflow took the decision and went on without
-    waiting for it. The turn that acts on it writes it first too, so whichever comes first records it; a
-    request that fails here is retried with the same decision id, whose update answers with this record."""
+) -> bool:
+    """Claim the decision id and write the decision's record, in one transaction, before answering: the
+    workflow took the decision and went on without waiting for it. The turn that acts on it writes it
+    first when it gets there first (idempotent). A request that fails here is retried with the same
+    decision id, whose update answers with this record again. True for the first claim."""
     change = RequestChange.model_validate(record)
+    assert change.decision is not None
+    first = await approvals.claim(s, change.decision.decision_id, change.request.id)
     deliveries = await record_change(s, change, settings.resolved_public_url())
     await s.commit()
     try:
         await start_deliveries(temporal, webhook_task_queue(settings.task_queue), deliveries)
     except RPCError as e:
         # Recorded as pending: the acting turn starts them again.
-        log.warning(
-            "webhook deliveries of decision %s not started: %s",
-            record["decision"]["decision_id"],
-            e.status.name,
-        )
+        log.warning("deliveries of decision %s not started: %s", change.decision.decision_id, e.status.name)
+    return first
 
 
 async def _still_running(handle: WorkflowHandle[Any, Any]) -> bool:
@@ -288,13 +305,6 @@ async def _still_running(handle: WorkflowHandle[Any, Any]) -> bool:
     except RPCError as e:
         return e.status != RPCStatusCode.NOT_FOUND
     return described.status == WorkflowExecutionStatus.RUNNING
-
-
-async def _unclaim(s: AsyncSession, did: str, first: bool) -> None:
-    """The decision did not land: a retry of it is the first delivery that counts (201), not a replay."""
-    if first:
-        await approvals.unclaim(s, did)
-        await s.commit()
 
 
 async def _recorded(s: AsyncSession, did: str, req: ApprovalRequest) -> DecisionResult | None:

@@ -487,8 +487,9 @@ async def decide(
         )
         return await _request_again(request, s, v, request_id, problem, 422)
     try:
+        state = request.app.state
         await approval_service.decide(
-            s, temporal, policy, request.app.state.settings, v.who, request_id, body
+            s, state.read_sessions, temporal, policy, state.settings, v.who, request_id, body
         )
     except StaleArguments:
         return await _request_again(
