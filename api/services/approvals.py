@@ -13,6 +13,8 @@ from typing import Any
 from opentelemetry import trace
 from opentelemetry.trace import Link
 from pydantic import ValidationError
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
@@ -256,7 +258,16 @@ async def decide(
         if outcome.record is None:
             first = await _claim(s, did, req.id)  # a run from before RECORD_IN_ACT recorded it itself
         else:
-            first = await _write_record(s, temporal, settings, outcome.record)
+            try:
+                first = await _write_record(s, temporal, settings, outcome.record)
+            except (DBAPIError, PoolTimeout) as e:
+                await s.rollback()
+                # Taken, not yet on record: nothing acts on it until it is (the acting turn writes it first).
+                raise Unavailable(
+                    "the decision was taken but its record could not be written yet; send the same decision "
+                    "again to confirm it",
+                    headers=RETRY_AFTER,
+                ) from e
     return DecisionResult(**outcome.model_dump(exclude={"record"})), first
 
 

@@ -276,33 +276,41 @@ async def test_an_approval_acts_only_once_it_is_on_record(
     make_stack: Any, db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from sqlalchemy.exc import OperationalError
+    from temporalio import activity
 
+    import workers.activities as writes
     from approvals.models import AuditEvent
-    from workers.activities import ApprovalActivities
 
     healthy = asyncio.Event()
-    refused = asyncio.Event()
-    original = ApprovalActivities._apply
+    refused_in_step = asyncio.Event()
+    original = writes._apply
 
-    async def flaky(self: ApprovalActivities, session: Any, c: Any, **kw: Any) -> None:
+    async def flaky(session: Any, c: Any, **kw: Any) -> bool:
         if c.decision is not None and not healthy.is_set():
-            refused.set()
+            if activity.in_activity():
+                refused_in_step.set()
             raise OperationalError("UPDATE approval_requests", {}, Exception("database is unavailable"))
-        await original(self, session, c, **kw)
+        return await original(session, c, **kw)
 
-    monkeypatch.setattr(ApprovalActivities, "_apply", flaky)
+    monkeypatch.setattr(writes, "_apply", flaky)
     async with make_stack(db_url) as stack:
         run = await stack.start("support_drafting", {"ticket_id": "T-1002"})
         [item] = await stack.pending(run["id"])
-        posting = asyncio.create_task(decide(stack, item, "alice"))
-        await refused.wait()
-        # The decision cannot be recorded: it has not taken effect, so nothing ran.
+        # The workflow takes the decision; neither the API nor the turn that would act on it can record it.
+        answer = await decide(stack, item, "alice")
+        assert answer.status_code == 503, answer.text
+        assert "send the same decision again" in answer.json()["detail"]
+        # The turn tries to record it before it acts (it would not get here if it acted first).
+        await asyncio.wait_for(refused_in_step.wait(), timeout=30)
+        # Not on record, so nothing ran.
         assert await refunds(stack) == []
         shown = (await stack.http.get(f"/v1/approvals/{item['id']}", headers=stack.auth("alice"))).json()
         assert shown["status"] == "pending" and shown["decisions"] == []
         healthy.set()
-        answer = await posting
-        assert answer.status_code == 201, answer.text
+        # The same decision again: its outcome, recorded now (by this request, or by the turn if first).
+        again = await decide(stack, item, "alice")
+        assert again.status_code in (200, 201), again.text
+        assert again.json()["request_status"] == "approved"
         done = await stack.result(run["id"])
         assert done["status"] == "completed" and len(await refunds(stack)) == 1
         async with stack.sessions() as s:
