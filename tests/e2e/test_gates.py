@@ -285,12 +285,12 @@ async def test_an_approval_acts_only_once_it_is_on_record(
     refused_in_step = asyncio.Event()
     original = writes._apply
 
-    async def flaky(session: Any, c: Any, **kw: Any) -> bool:
+    async def flaky(session: Any, c: Any, *args: Any, **kw: Any) -> bool:
         if c.decision is not None and not healthy.is_set():
             if activity.in_activity():
                 refused_in_step.set()
             raise OperationalError("UPDATE approval_requests", {}, Exception("database is unavailable"))
-        return await original(session, c, **kw)
+        return await original(session, c, *args, **kw)
 
     monkeypatch.setattr(writes, "_apply", flaky)
     async with make_stack(db_url) as stack:

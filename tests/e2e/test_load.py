@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from approvals import audit
+from approvals.models import ApprovalDecision, AuditEvent
 from tests.conftest import Stack
 from tools.business import Effect, Refund
 
@@ -67,3 +68,26 @@ async def test_fifty_concurrent_runs_and_ten_concurrent_approvals(make_stack: An
         assert refunds == GATED
         async with stack.sessions() as s:
             assert (await audit.verify(s)).ok
+            ledger = (
+                await s.scalars(
+                    select(AuditEvent)
+                    .where(AuditEvent.run_id.in_([r["id"] for r in gated]))
+                    .order_by(AuditEvent.seq)
+                )
+            ).all()
+            decisions = (
+                await s.scalars(
+                    select(ApprovalDecision).where(ApprovalDecision.request_id.in_([i["id"] for i in items]))
+                )
+            ).all()
+        # Each decision is written by the API and by the turn that acts on it, whichever comes first: it is on
+        # record once, with the run's resumption, before the refund it allowed.
+        for r in gated:
+            kinds = [
+                f"{e.type}:{e.data['tool']}" if e.type == "tool.executed" else e.type
+                for e in ledger
+                if e.run_id == r["id"]
+            ]
+            assert kinds.count("approval.decided") == 1 and kinds.count("run.resumed") == 1, kinds
+            assert kinds.index("approval.decided") < kinds.index("tool.executed:issue_refund"), kinds
+        assert sorted(d.request_id for d in decisions) == sorted(i["id"] for i in items)

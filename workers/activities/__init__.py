@@ -99,11 +99,14 @@ class RunActivities:
         await _deliver(deliveries)
 
 
-async def write_status(session: AsyncSession, u: StatusUpdate, console_url: str) -> list[str]:
+async def write_status(
+    session: AsyncSession, u: StatusUpdate, console_url: str, ledger: list[audit.NewEvent] | None = None
+) -> list[str]:
     """Apply a status change to the run row in the caller's transaction (the ledger event, the webhooks'
     outbox, and a finished run's root span with it); returns the deliveries to start once committed.
 
-    Outside an activity (the API recording a decision), the update must have a ``key``."""
+    Outside an activity (the API recording a decision), the update must have a ``key``. With ``ledger``, the
+    ledger event is added to it for the caller to append with others."""
     run = await runs.get(session, u.run.run_id, for_update=True)
     if run is None:
         # The API's commit may have failed after the workflow started: the run still gets its row.
@@ -139,18 +142,19 @@ async def write_status(session: AsyncSession, u: StatusUpdate, console_url: str)
         data["error"] = u.error
     # A resumption that two steps may write (see DecisionRecords) has a key of its own: one event, not two.
     step = u.key or _step()
-    await audit.append(
-        session,
-        audit.NewEvent(
-            id=f"{u.run.run_id}:status:{u.status}:{step}",
-            type=u.event or _RUN_EVENT.get(u.status, "run.status"),
-            actor=f"agent:{u.run.agent}",
-            data=data,
-            tenant_id=u.run.tenant_id,
-            run_id=u.run.run_id,
-            trace_id=u.run.trace_id,
-        ),
+    event = audit.NewEvent(
+        id=f"{u.run.run_id}:status:{u.status}:{step}",
+        type=u.event or _RUN_EVENT.get(u.status, "run.status"),
+        actor=f"agent:{u.run.agent}",
+        data=data,
+        tenant_id=u.run.tenant_id,
+        run_id=u.run.run_id,
+        trace_id=u.run.trace_id,
     )
+    if ledger is None:
+        await audit.append(session, event)
+    else:
+        ledger.append(event)
     if u.status in ("completed", "failed", "cancelled"):
         span = run_span(u, run.created_at)
         if span is not None:
@@ -236,10 +240,12 @@ class ApprovalActivities:
         """Record every request of a model turn and mark the run awaiting approval, in one transaction."""
         async with self.sessions() as session, session.begin():
             deliveries = await record_deliveries(session, o.webhooks, self.console_url)
+            events: list[audit.NewEvent] = []
             for req in o.requests:
                 await _apply(
                     session,
                     RequestChange(request=req, event="approval.requested", actor=f"agent:{req.agent}"),
+                    events,
                     evidence=o.evidence.get(req.id),
                 )
             run = await runs.get(session, o.run.run_id, for_update=True)
@@ -247,8 +253,7 @@ class ApprovalActivities:
                 _record_usage(run, o.usage)
             if run is not None and run.status == "running":
                 run.status, run.updated_at = "awaiting_approval", utcnow()
-                await audit.append(
-                    session,
+                events.append(
                     audit.NewEvent(
                         id=f"{o.run.run_id}:awaiting:{o.requests[0].id}",
                         type="run.awaiting_approval",
@@ -257,8 +262,9 @@ class ApprovalActivities:
                         tenant_id=o.run.tenant_id,
                         run_id=o.run.run_id,
                         trace_id=o.run.trace_id,
-                    ),
+                    )
                 )
+            await audit.append_many(session, events)  # one move of the ledger's head
         await _deliver(deliveries)
         for req in o.requests:
             _notify("approval.requested", req)
@@ -300,17 +306,24 @@ async def record_change(session: AsyncSession, c: RequestChange, console_url: st
     """Apply a change to a request in the caller's transaction (with its webhooks' outbox and the run's
     resumption); returns the deliveries to start once committed. A decision already on record is left as it
     is: the change was written by another step, or by an earlier attempt of this one."""
-    applied = await _apply(session, c)
+    events: list[audit.NewEvent] = []
+    applied = await _apply(session, c, events)
     # Pending ones too when recorded before: the step that recorded them may have failed to start them.
     deliveries = await record_deliveries(session, c.webhooks, console_url)
     if applied and c.resume is not None:
-        deliveries += await write_status(session, c.resume, console_url)
+        deliveries += await write_status(session, c.resume, console_url, events)
+    await audit.append_many(session, events)  # the change and the resumption: one move of the ledger's head
     return deliveries
 
 
-async def _apply(session: AsyncSession, c: RequestChange, evidence: dict[str, Any] | None = None) -> bool:
-    """Upsert the request row (and the decision row) and append the change's ledger event; False when the
-    change is a decision already on record (nothing is written)."""
+async def _apply(
+    session: AsyncSession,
+    c: RequestChange,
+    ledger: list[audit.NewEvent],
+    evidence: dict[str, Any] | None = None,
+) -> bool:
+    """Upsert the request row (and the decision row) and add the change's event to ``ledger`` (for the caller
+    to append); False when the change is a decision already on record (nothing is written)."""
     r = c.request
     # Locked first: a concurrent writer of the same decision waits here, then finds it recorded.
     row = await approvals.get(session, r.id, for_update=True)
@@ -389,8 +402,7 @@ async def _apply(session: AsyncSession, c: RequestChange, evidence: dict[str, An
         }
     with telemetry.tracer().start_as_current_span(c.event, attributes=attributes):
         trace_id = telemetry.trace_id_hex()
-    await audit.append(
-        session,
+    ledger.append(
         audit.NewEvent(
             id=f"{r.id}:{c.event}:{c.decision.decision_id if c.decision else activity.info().activity_id}",
             type=c.event,
@@ -399,7 +411,7 @@ async def _apply(session: AsyncSession, c: RequestChange, evidence: dict[str, An
             tenant_id=r.tenant_id,
             run_id=r.run_id,
             trace_id=trace_id,
-        ),
+        )
     )
     return True
 

@@ -369,14 +369,8 @@ class AgentRunWorkflow:
             except TimeoutError:
                 pass
             if self._fast:
-                # A decision being recorded was taken before any timer now due: let it land first. From
-                # version 4 a settled turn goes on at once: the next step writes its decisions first.
-                await workflow.wait_condition(
-                    lambda: (
-                        not self._deciding
-                        or (self._version >= 4 and all(r.status != "pending" for r in opened))
-                    )
-                )
+                # A decision being recorded was taken before any timer now due: let it land first.
+                await workflow.wait_condition(lambda: not self._deciding)
             await self._fire_timers(opened)
         if not self._resumed:
             await self._status(StatusUpdate(run=inp, status="running", event="run.resumed"))
@@ -446,8 +440,9 @@ class AgentRunWorkflow:
     @workflow.update
     async def decide(self, d: DecisionIn) -> DecisionOutcome:
         """Apply one person's decision. Decisions on one request are taken one at a time: each is checked
-        against the state the previous one left, recorded (row, ledger event, webhook), and only then takes
-        effect, so nothing can act on a decision that is not on record and only one can complete a request."""
+        against the state the previous one left, so only one can complete a request, and nothing can act on
+        a decision that is not on record (row, ledger event, webhook): before version 4 it takes effect once
+        recorded; from version 4 the turn that acts on it records it first (see ``_decide_v4``)."""
         if not self._fast:
             return await self._decide_v1(d)
         # Checked before waiting, and again after each wake-up: wait_condition yields even when its condition
