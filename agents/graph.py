@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Annotated, Any, Literal, Protocol, TypedDict, cast
+from typing import Annotated, Any, Literal, NotRequired, Protocol, TypedDict, cast
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import (
@@ -63,6 +63,9 @@ class RunContext(TypedDict):
     caller: str
     agent: str
     budget: dict[str, float]
+    # The run as the workflow started it, when the turn that ends the run is to record its end (the workflow
+    # then writes none): runs from the workflow's RECORD_IN_ACT on.
+    run: NotRequired[dict[str, Any]]
 
 
 def add_usage(left: dict[str, float] | None, right: dict[str, float] | None) -> dict[str, float]:
@@ -96,6 +99,7 @@ class AgentState(TypedDict, total=False):
     invalid_outputs: int
     escalation: dict[str, Any] | None
     usage: Annotated[dict[str, float], add_usage]
+    ended: bool  # the turn that gave the answer recorded the run's end
 
 
 @dataclass(frozen=True)
@@ -110,9 +114,15 @@ class LedgerEntry:
 
 
 class EventSink(Protocol):
-    """Where nodes report what happened (the audit ledger): a node's events are written in one transaction."""
+    """Where nodes report what happened (the audit ledger): a node's events are written in one transaction.
 
-    async def __call__(self, ctx: RunContext, events: Sequence[LedgerEntry]) -> None: ...
+    ``end``, from the turn that ends the run with an answer (its ``output``, the run's total ``usage``): the
+    run's end, recorded in the same transaction.
+    """
+
+    async def __call__(
+        self, ctx: RunContext, events: Sequence[LedgerEntry], end: dict[str, Any] | None = None
+    ) -> None: ...
 
 
 class RecordSink(Protocol):
@@ -275,8 +285,9 @@ async def think(state: AgentState, runtime: Runtime[RunContext], config: Runnabl
     services, spec = _bound(config)
     async with heartbeats(model_failures()):
         update, events = await _think(services, spec, state, runtime.context)
-        await services.events(runtime.context, events)
-    return update
+        end = _end(runtime.context, state, update)
+        await services.events(runtime.context, events, end)
+    return update | ({"ended": True} if end else {})
 
 
 async def act(state: AgentState, runtime: Runtime[RunContext], config: RunnableConfig) -> dict[str, Any]:
@@ -302,8 +313,21 @@ async def act(state: AgentState, runtime: Runtime[RunContext], config: RunnableC
             await services.events(ctx, ran)
             raise
         # One transaction, not two: on SQLite every write transaction holds the one write lock.
-        await services.events(ctx, [*ran, *events])
-    return {**update, "messages": [*done["messages"], *update.get("messages", [])]}
+        end = _end(ctx, state, update)
+        await services.events(ctx, [*ran, *events], end)
+    return {
+        **update,
+        "messages": [*done["messages"], *update.get("messages", [])],
+        **({"ended": True} if end else {}),
+    }
+
+
+def _end(ctx: RunContext, state: AgentState, update: dict[str, Any]) -> dict[str, Any] | None:
+    """The run's end when this turn answers (its output, the run's usage in all), if the run asks its turns to
+    record it: the answer ends the graph, and the run completes with it."""
+    if "run" not in ctx or update.get("output") is None or update.get("stopped") or update.get("escalation"):
+        return None
+    return {"output": update["output"], "usage": add_usage(state.get("usage"), update.get("usage"))}
 
 
 async def _think(

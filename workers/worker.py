@@ -61,7 +61,9 @@ def langgraph_plugin(
         policy=policy
         or PolicyStore(settings.policy_path, settings.known_roles(), signatures(), fact_signatures()),
         model_for=model_for or model_factory(settings),
-        events=LedgerSink(sessions, timedelta(days=settings.policy_call_retention_days)),
+        events=LedgerSink(
+            sessions, timedelta(days=settings.policy_call_retention_days), settings.resolved_public_url()
+        ),
         records=DecisionRecords(sessions, settings.resolved_public_url()),
         model_label=settings.model,
         agent_models=settings.agent_models,

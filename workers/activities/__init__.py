@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -25,10 +26,12 @@ from countersign.db import read_only, utcnow
 from countersign.models import Run
 from countersign.repositories import runs
 from workers.activities.webhooks import record_deliveries, start_deliveries
-from workers.contracts import GatedRequest, OpenRequests, RequestChange, StatusUpdate, Usage
-from workers.webhook_contracts import webhook_task_queue
+from workers.contracts import GatedRequest, OpenRequests, RequestChange, RunInput, StatusUpdate, Usage
+from workers.webhook_contracts import WebhookEvent, webhook_task_queue
+from workers.workflows.webhooks import run_data
 
 log = logging.getLogger("countersign.workers")
+_RUN_END = uuid.UUID("0b7c1f52-3d8e-4a60-9c21-6f4e8a2d5b93")
 
 
 def _record_usage(run: Run, usage: Usage) -> None:
@@ -40,18 +43,24 @@ class LedgerSink:
     """The agents' event sink: writes a node's events to the audit ledger in one transaction, once per id."""
 
     def __init__(
-        self, sessions: async_sessionmaker[AsyncSession], policy_call_retention: dt.timedelta | None = None
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        policy_call_retention: dt.timedelta | None = None,
+        console_url: str = "",
     ) -> None:
-        self.sessions = sessions
+        self.sessions, self.console_url = sessions, console_url
         self.retention = policy_call_retention or dt.timedelta(days=90)
         self._pruned_at: dt.datetime | None = None
 
-    async def __call__(self, ctx: RunContext, events: Sequence[LedgerEntry]) -> None:
-        if not events:
+    async def __call__(
+        self, ctx: RunContext, events: Sequence[LedgerEntry], end: dict[str, Any] | None = None
+    ) -> None:
+        if not events and end is None:
             return
         trace_id = telemetry.trace_id_hex()
         now = utcnow()
         prune = self._pruned_at is None or now - self._pruned_at > dt.timedelta(hours=1)
+        deliveries: list[str] = []
         async with self.sessions() as session, session.begin():
             if prune and any(e.replay is not None for e in events):
                 self._pruned_at = now
@@ -61,21 +70,44 @@ class LedgerSink:
                 if e.replay is not None:
                     await policy_calls.add(session, e.replay)
             actor = f"agent:{ctx['agent']}"
-            await audit.append_many(
-                session,
-                [
-                    audit.NewEvent(
-                        id=e.id,
-                        type=e.type,
-                        actor=actor,
-                        data=e.data,
-                        tenant_id=ctx["tenant_id"],
-                        run_id=ctx["run_id"],
-                        trace_id=trace_id,
-                    )
-                    for e in events
-                ],
-            )
+            ledger = [
+                audit.NewEvent(
+                    id=e.id,
+                    type=e.type,
+                    actor=actor,
+                    data=e.data,
+                    tenant_id=ctx["tenant_id"],
+                    run_id=ctx["run_id"],
+                    trace_id=trace_id,
+                )
+                for e in events
+            ]
+            if end is not None:
+                # The answer ends the run: its end is recorded here, after the turn's events, and the
+                # workflow writes none (one transaction and no local activity fewer per run).
+                deliveries = await write_status(session, _completed(ctx, end), self.console_url, ledger)
+            await audit.append_many(session, ledger)
+        await _deliver(deliveries)
+
+
+def _completed(ctx: RunContext, end: dict[str, Any]) -> StatusUpdate:
+    """The run's completion with the answer of the turn that ends it (and its ``run.completed`` webhook,
+    under an id that a retried turn gives again)."""
+    run = RunInput.model_validate(ctx["run"])
+    u = StatusUpdate(
+        run=run, status="completed", output=end["output"], usage=Usage.model_validate(end["usage"]), key="end"
+    )
+    u.webhooks = [
+        WebhookEvent(
+            id=f"msg_{uuid.uuid5(_RUN_END, run.run_id).hex}",
+            type="run.completed",
+            tenant_id=run.tenant_id,
+            run_id=run.run_id,
+            occurred_at=utcnow(),
+            data=run_data(u),
+        )
+    ]
+    return u
 
 
 async def _deliver(delivery_ids: list[str]) -> None:

@@ -138,6 +138,8 @@ class AgentRunWorkflow:
             "agent": inp.agent,
             "budget": inp.budget.model_dump(),
         }
+        if self._version >= 4:
+            context["run"] = inp.model_dump(mode="json")  # the turn that answers records the run's end
         payload: Any = {"messages": [HumanMessage(content=json.dumps(inp.input, sort_keys=True))]}
         try:
             while True:
@@ -166,9 +168,12 @@ class AgentRunWorkflow:
         else:
             result = RunResult(status="completed", output=state.get("output"), usage=usage)
         await workflow.wait_condition(workflow.all_handlers_finished)
-        await self._status(
-            StatusUpdate(run=inp, status=result.status, output=result.output, error=result.error, usage=usage)
-        )
+        if not (state.get("ended") and result.status == "completed"):
+            await self._status(
+                StatusUpdate(
+                    run=inp, status=result.status, output=result.output, error=result.error, usage=usage
+                )
+            )
         return result
 
     async def _escalate(
