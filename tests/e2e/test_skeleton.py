@@ -31,6 +31,31 @@ async def test_demo_run_completes_with_read_tools_only(stack: Stack) -> None:
     assert types.count("tool.executed") == 3
 
 
+async def test_the_turn_that_answers_records_the_end_and_the_workflow_writes_none(stack: Stack) -> None:
+    run = await stack.start("support_drafting", {"ticket_id": "T-1001"})
+    handle = stack.client.get_workflow_handle(f"run-{run['id']}")
+    result = await handle.result()
+    done = (await stack.http.get(f"/v1/runs/{run['id']}", headers=stack.auth("trigger"))).json()
+    # The row shows what the workflow returned: the answer and the usage of every model call.
+    assert done["status"] == "completed" and done["output"] == result["output"]
+    assert done["usage"]["model_calls"] == result["usage"]["model_calls"] == 4
+    async with stack.sessions() as s:
+        events = list(
+            await s.scalars(select(AuditEvent).where(AuditEvent.run_id == run["id"]).order_by(AuditEvent.seq))
+        )
+    [end] = [e for e in events if e.type == "run.completed"]
+    # Written with the answering turn's events, after them.
+    assert events[-1] is end and events[-2].type == "model.called"
+    # No local activity at all: the API recorded the start, the turns their events and the end.
+    history = [e async for e in handle.fetch_history_events()]
+    markers = [
+        e.marker_recorded_event_attributes.marker_name
+        for e in history
+        if e.HasField("marker_recorded_event_attributes")
+    ]
+    assert "core_local_activity" not in markers, markers
+
+
 async def test_same_idempotency_key_same_run_other_body_409(stack: Stack) -> None:
     key = str(uuid.uuid4())
     body = {"agent": "support_drafting", "input": {"ticket_id": "T-1001"}}
