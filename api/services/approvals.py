@@ -231,7 +231,10 @@ async def decide(
             outcome: DecisionOutcome = await handle.execute_update(AgentRunWorkflow.decide, update, id=did)
         except WorkflowUpdateFailedError as e:
             cause = e.cause
-            landed = await _recorded(s, did, req) if isinstance(cause, ApplicationError) else None
+            landed = None
+            if isinstance(cause, ApplicationError):
+                async with reads() as r:
+                    landed = await _recorded(r, did, req)
             if landed is not None:
                 # Delivered twice (a worker died while it was in flight): this decision is the one on record.
                 return landed, await _claim(s, did, req.id)

@@ -84,7 +84,7 @@ class LedgerSink:
             ]
             if end is not None:
                 # The answer ends the run: its end is recorded here, after the turn's events, and the
-                # workflow writes none (one transaction and no local activity fewer per run).
+                # workflow writes none (a transaction and a local activity fewer per run).
                 deliveries = await write_status(session, _completed(ctx, end), self.console_url, ledger)
             await audit.append_many(session, ledger)
         await _deliver(deliveries)
