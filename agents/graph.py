@@ -724,7 +724,6 @@ async def run_tools(
     """Run allowed and approved calls with exactly the approved arguments; explain every call not run."""
     services, spec = _bound(config)
     async with heartbeats():
-        await _on_record(services, state, runtime.context)
         update, events = await _run_tools(services, spec, state, runtime.context)
         await services.events(runtime.context, events)
     return update
