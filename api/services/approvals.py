@@ -40,7 +40,6 @@ from approvals.repositories import approvals
 from countersign import telemetry
 from countersign.db import utcnow
 from countersign.models import Run
-from countersign.repositories import runs
 from countersign.settings import Settings
 from tools.registry import get_tool
 from workers.activities import record_change
@@ -278,12 +277,15 @@ async def _deciding(
     r: AsyncSession, who: Principal, request_id: str, did: str
 ) -> tuple[ApprovalRequest, Run | None, ApprovalDecision | None]:
     """The request ``who`` would decide (refused if they may not), its run, and the decision if taken."""
-    req = await get_row(r, who, request_id)
+    found = await approvals.with_run_and_decision(r, request_id, did)
+    if found is None or found[0].tenant_id != who.tenant_id:
+        raise NotFound(f"approval request {request_id} not found")
+    req = found[0]
     if not set(req.required_roles) & who.roles:
         raise Forbidden(f"deciding this request needs one of the roles: {', '.join(req.required_roles)}")
     if who.id == req.requested_by:
         raise Forbidden("the principal who started the run may not decide its approvals")
-    return req, await runs.get(r, req.run_id), await approvals.get_decision(r, did)
+    return found
 
 
 async def _claim(s: AsyncSession, did: str, request_id: str) -> bool:

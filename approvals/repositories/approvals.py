@@ -30,6 +30,24 @@ async def get_decision(s: AsyncSession, decision_id: str, *, fresh: bool = False
     return await s.get(ApprovalDecision, decision_id, populate_existing=fresh)
 
 
+async def with_run_and_decision(
+    s: AsyncSession, request_id: str, decision_id: str
+) -> tuple[ApprovalRequest, Run | None, ApprovalDecision | None] | None:
+    """The request of that id (any tenant: callers scope it) with its run and, if taken, the decision of
+    ``decision_id`` on it: one query."""
+    q = (
+        select(ApprovalRequest, Run, ApprovalDecision)
+        .outerjoin(Run, Run.id == ApprovalRequest.run_id)
+        .outerjoin(
+            ApprovalDecision,
+            (ApprovalDecision.id == decision_id) & (ApprovalDecision.request_id == ApprovalRequest.id),
+        )
+        .where(ApprovalRequest.id == request_id)
+    )
+    row = (await s.execute(q)).first()
+    return None if row is None else (row[0], row[1], row[2])
+
+
 async def recorded(s: AsyncSession, decision_ids: Sequence[str]) -> set[str]:
     """Which of these decisions are on record."""
     if not decision_ids:

@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 from temporalio.client import WorkflowHistory
 from temporalio.contrib.opentelemetry import TracingInterceptor
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from tests.conftest import Stack
+from workers.client import data_converter
 from workers.worker import langgraph_plugin
 from workers.workflows.run import AgentRunWorkflow
 
@@ -37,7 +37,7 @@ def replayer(stack: Stack) -> Replayer:
         workflow_runner=SandboxedWorkflowRunner(),
         workflows=[AgentRunWorkflow],
         plugins=[plugin],
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter,
         interceptors=[TracingInterceptor()],
     )
 
@@ -57,9 +57,9 @@ async def test_fresh_and_recorded_histories_replay(stack: Stack, db_url: str) ->
     if RECORD:
         HISTORIES.mkdir(exist_ok=True)
         # One file per workflow version; earlier ones stay (runs of every version must keep replaying).
-        out = HISTORIES / "support_drafting_refund_approved_act_then_think.json"
+        out = HISTORIES / "support_drafting_refund_approved_no_task_cache.json"
         out.write_text(json.dumps({"workflow_id": fresh.workflow_id, "history": json.loads(fresh.to_json())}))
-    assert len(histories) >= 4 or RECORD, "recorded histories missing under tests/workers/histories"
+    assert len(histories) >= 5 or RECORD, "recorded histories missing under tests/workers/histories"
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)

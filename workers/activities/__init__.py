@@ -344,7 +344,9 @@ async def record_change(session: AsyncSession, c: RequestChange, console_url: st
     deliveries = await record_deliveries(session, c.webhooks, console_url)
     if applied and c.resume is not None:
         deliveries += await write_status(session, c.resume, console_url, events)
-    await audit.append_many(session, events)  # the change and the resumption: one move of the ledger's head
+    # The change and the resumption: one move of the ledger's head. A decision's events are new when it was
+    # applied (they are written with its row, or not at all).
+    await audit.append_many(session, events, fresh=c.decision is not None)
     return deliveries
 
 

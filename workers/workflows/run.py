@@ -32,6 +32,7 @@ with workflow.unsafe.imports_passed_through():
         StatusUpdate,
         Usage,
     )
+    from workers.task_cache import without_task_cache
     from workers.webhook_contracts import WebhookEvent, WebhookEventType
 
 # Failures a retry cannot mend (a bug, or data the database refuses): the step fails at once with its reason
@@ -74,6 +75,9 @@ ACT_THEN_THINK = "countersign-act-then-think-1"
 # Runs started from this patch on (version 4, on graph version 3) resume on a decision as soon as it is taken:
 # the turn that acts on it writes it first (idempotent), so the run does not wait for its own record to land.
 RECORD_IN_ACT = "countersign-record-in-act-1"
+# Runs started from this patch on (version 5) run without the LangGraph plugin's task-result cache, which
+# serves only workflows that continue as new (see workers/task_cache.py).
+NO_TASK_CACHE = "countersign-no-task-cache-1"
 
 
 def _seconds(value: Any) -> timedelta | None:
@@ -118,7 +122,9 @@ class AgentRunWorkflow:
         self._input = inp
         # One patch check per new run (each records a marker and upserts a search attribute): a run that
         # started on an earlier path replays it, since its history holds only that path's marker.
-        if workflow.patched(RECORD_IN_ACT):
+        if workflow.patched(NO_TASK_CACHE):
+            self._fast, self._version = True, 5
+        elif workflow.patched(RECORD_IN_ACT):
             self._fast, self._version = True, 4
         elif workflow.patched(ACT_THEN_THINK):
             self._fast, self._version = True, 3
@@ -130,6 +136,8 @@ class AgentRunWorkflow:
             await self._status(StatusUpdate(run=inp, status="running", event="run.started"))
         topology = min(self._version, 3)
         app = compiled(graph(graph_name(inp.agent, topology))).copy({"checkpointer": InMemorySaver()})
+        if self._version >= 5:
+            without_task_cache()
         config: dict[str, Any] = {"configurable": {"thread_id": inp.run_id}, "recursion_limit": 100}
         context = {
             "run_id": inp.run_id,
@@ -143,7 +151,12 @@ class AgentRunWorkflow:
         payload: Any = {"messages": [HumanMessage(content=json.dumps(inp.input, sort_keys=True))]}
         try:
             while True:
-                state = await app.ainvoke(payload, config, context=context)  # type: ignore[call-overload]
+                # Checkpoints only when the graph stops (an interrupt or the end): Temporal's history is what
+                # makes the run durable, and the checkpointer only carries the state across an interrupt. Each
+                # intermediate checkpoint serialised the whole state again.
+                state = await app.ainvoke(  # type: ignore[call-overload]
+                    payload, config, context=context, durability="exit"
+                )
                 self._records.clear()  # the turn that acted on them wrote them first
                 interrupts = state.get("__interrupt__")
                 if not interrupts:
