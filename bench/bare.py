@@ -16,7 +16,7 @@ from pydantic import BaseModel
 from temporalio import activity, workflow
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.worker import Worker
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 STEP = timedelta(seconds=30)
 
@@ -69,6 +69,7 @@ async def serve(address: str, task_queue: str, ready: Path) -> None:
         workflows=[BareWorkflow],
         activities=[noop],
         sticky_queue_schedule_to_start_timeout=timedelta(seconds=1),
+        workflow_runner=UnsandboxedWorkflowRunner(),
     ):
         ready.write_text("polling")
         await stop.wait()
