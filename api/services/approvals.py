@@ -113,7 +113,10 @@ _LISTED = tuple(c.key for c in approvals.LISTED)
 
 async def get_row(s: AsyncSession, who: Principal, request_id: str) -> ApprovalRequest:
     """The request, if it belongs to the principal's tenant (another tenant's id is a 404, not a 403)."""
-    row = await approvals.get(s, request_id)
+    return _owned(await approvals.get(s, request_id), who, request_id)
+
+
+def _owned(row: ApprovalRequest | None, who: Principal, request_id: str) -> ApprovalRequest:
     if row is None or row.tenant_id != who.tenant_id:
         raise NotFound(f"approval request {request_id} not found")
     return row
@@ -277,15 +280,13 @@ async def _deciding(
     r: AsyncSession, who: Principal, request_id: str, did: str
 ) -> tuple[ApprovalRequest, Run | None, ApprovalDecision | None]:
     """The request ``who`` would decide (refused if they may not), its run, and the decision if taken."""
-    found = await approvals.with_run_and_decision(r, request_id, did)
-    if found is None or found[0].tenant_id != who.tenant_id:
-        raise NotFound(f"approval request {request_id} not found")
-    req = found[0]
+    row, run, decision = await approvals.with_run_and_decision(r, request_id, did) or (None, None, None)
+    req = _owned(row, who, request_id)
     if not set(req.required_roles) & who.roles:
         raise Forbidden(f"deciding this request needs one of the roles: {', '.join(req.required_roles)}")
     if who.id == req.requested_by:
         raise Forbidden("the principal who started the run may not decide its approvals")
-    return found
+    return req, run, decision
 
 
 async def _claim(s: AsyncSession, did: str, request_id: str) -> bool:

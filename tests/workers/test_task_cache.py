@@ -4,10 +4,13 @@ the switch that turns the cache off for runs that never continue as new."""
 from __future__ import annotations
 
 import contextvars
+from typing import Any
 
+import pytest
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from temporalio.langgraph import _activity, _task_cache
 
+from tests.conftest import Stack
 from workers.task_cache import install, task_cache_key, without_task_cache
 
 
@@ -63,3 +66,20 @@ def test_equal_calls_share_a_key_and_any_difference_changes_it() -> None:
         )
 
     contextvars.copy_context().run(in_a_workflow)
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_a_new_run_keys_and_keeps_nothing(
+    stack: Stack, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    keys: list[str] = []
+
+    def counted(*args: Any) -> str:
+        keys.append(task_cache_key(*args))
+        return keys[-1]
+
+    # Workers run workflows outside the sandbox: the plugin's wrapper sees this module attribute.
+    monkeypatch.setattr(_activity, "cache_key", counted)
+    run = await stack.start("support_drafting", {"ticket_id": "T-1001"})
+    assert (await stack.result(run["id"]))["status"] == "completed"
+    assert keys and set(keys) == {""}, "a run from NO_TASK_CACHE on hashed its state for the task cache"
