@@ -48,15 +48,10 @@ class _JSONConverter(PydanticJSONPlainPayloadConverter):
         """The value of ``payload`` as ``type_hint`` (validated by pydantic)."""
         hint: Any = type_hint if type_hint is not None else Any
         try:
-            adapter = _adapter(hint)
-        except TypeError:
-            try:
-                hash(hint)
-            except TypeError:  # an unhashable hint: no caching
-                adapter = TypeAdapter(hint)
-            else:
-                raise
-        return adapter.validate_json(payload.data)
+            hash(hint)
+        except TypeError:  # an unhashable hint: no caching
+            return TypeAdapter(hint).validate_json(payload.data)
+        return _adapter(hint).validate_json(payload.data)
 
 
 class PayloadConverter(CompositePayloadConverter):
