@@ -1,4 +1,5 @@
-"""The SQLite connection under the async engine: one trip to its thread per statement, else unchanged."""
+"""The SQLite connection under the async engine: one trip to its thread per statement (a BEGIN travelling with
+the first, pipelined writes not waited for), else unchanged."""
 
 from __future__ import annotations
 
@@ -8,12 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import column, insert, table, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from countersign import sqlite
-from countersign.db import make_engine, read_only, session_factory
+from countersign.db import PIPELINE, make_engine, read_only, session_factory
 
 
 @pytest.fixture
@@ -39,7 +40,7 @@ def trips(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return seen
 
 
-async def test_a_statement_is_one_trip_and_a_read_transaction_three(
+async def test_a_statement_is_one_trip_and_a_read_transaction_two(
     engine: AsyncEngine, trips: list[str]
 ) -> None:
     async with read_only(session_factory(engine))() as s:
@@ -47,11 +48,11 @@ async def test_a_statement_is_one_trip_and_a_read_transaction_three(
         trips.clear()
         assert (await s.scalar(text("SELECT count(*) FROM t"))) == 0
         assert len(trips) == 1
-    # Begin, the statement, commit; returning the connection to the pool then costs no trip (no transaction).
+    # Begin with the statement, then commit; returning the connection to the pool then costs no trip.
     trips.clear()
     async with read_only(session_factory(engine))() as s, s.begin():
         await s.execute(text("SELECT 1"))
-    assert len(trips) == 3, trips
+    assert len(trips) == 2, trips
 
 
 async def test_rows_counts_and_ids_come_back_as_from_the_driver(engine: AsyncEngine) -> None:
@@ -97,3 +98,67 @@ async def test_a_rollback_behind_a_begin_still_queued_is_not_skipped(tmp_path: P
         await conn.rollback()
     finally:
         await conn.close()
+
+
+T = table("t", column("id"), column("name"))
+
+
+async def test_pipelined_writes_are_not_waited_for_and_land_in_order(
+    engine: AsyncEngine, trips: list[str]
+) -> None:
+    waited: list[str] = []
+    original = sqlite.Connection.on_thread_in_transaction
+
+    async def counted(self: sqlite.Connection, fn: Any) -> Any:
+        waited.append("statement")
+        return await original(self, fn)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(sqlite.Connection, "on_thread_in_transaction", counted)
+        async with session_factory(engine)() as s, s.begin():
+            await s.execute(insert(T).values(name="a"))  # carries the BEGIN IMMEDIATE: waited for
+            await s.execute(insert(T).execution_options(**PIPELINE), [{"name": "b"}, {"name": "c"}])
+            mark = text("UPDATE t SET name = name || '!' WHERE id > 1")
+            await s.execute(mark.execution_options(**PIPELINE))
+            # A read sees the pipelined writes: they ran before it on the connection's thread.
+            assert list((await s.scalars(text("SELECT name FROM t ORDER BY id"))).all()) == ["a", "b!", "c!"]
+    assert waited == ["statement", "statement"]
+    async with engine.connect() as conn:
+        assert (await conn.scalar(text("SELECT count(*) FROM t"))) == 3
+
+
+async def test_a_failed_pipelined_write_fails_the_commit_and_nothing_lands(engine: AsyncEngine) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(insert(T).values(name="taken"))
+
+    async def fails_unseen_then_more() -> None:
+        async with session_factory(engine)() as s, s.begin():
+            await s.execute(insert(T).values(name="first"))
+            await s.execute(insert(T).values(name="taken").execution_options(**PIPELINE))  # fails, unseen
+            await s.execute(insert(T).values(name="after").execution_options(**PIPELINE))  # not run
+
+    async def fails_then_reads() -> None:
+        async with session_factory(engine)() as s, s.begin():
+            await s.execute(insert(T).values(name="taken").execution_options(**PIPELINE))
+            await s.execute(text("SELECT 1"))  # the next statement raises the pipelined one's error
+
+    with pytest.raises(IntegrityError):
+        await fails_unseen_then_more()  # the commit raises it
+    with pytest.raises(IntegrityError):
+        await fails_then_reads()
+    async with engine.connect() as conn:
+        assert list((await conn.scalars(text("SELECT name FROM t"))).all()) == ["taken"]
+    # The connection was rolled back and is clean: the next transaction commits.
+    async with session_factory(engine)() as s, s.begin():
+        await s.execute(insert(T).values(name="next").execution_options(**PIPELINE))
+    async with engine.connect() as conn:
+        assert (await conn.scalar(text("SELECT count(*) FROM t"))) == 2
+
+
+async def test_a_write_that_reads_back_or_begins_is_never_pipelined(engine: AsyncEngine) -> None:
+    async with session_factory(engine)() as s, s.begin():
+        # The first statement carries the BEGIN (it may have to wait for the lock): waited for, ids known.
+        first = await s.execute(insert(T).values(name="a").execution_options(**PIPELINE))
+        assert first.lastrowid == 1
+        back = await s.execute(insert(T).values(name="b").returning(T.c.id).execution_options(**PIPELINE))
+        assert back.scalar_one() == 2

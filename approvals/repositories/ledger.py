@@ -13,7 +13,7 @@ from sqlalchemy import Table, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from approvals.models import AuditCheckpoint, AuditEvent, AuditHead
-from countersign.db import insert_ignore
+from countersign.db import PIPELINE, insert_ignore
 
 HEAD_ID = 1
 _HEAD: Table = AuditHead.__table__  # type: ignore[assignment]
@@ -57,9 +57,11 @@ async def existing_ids(s: AsyncSession, event_ids: Sequence[str]) -> set[str]:
 async def add_events(s: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
     """Insert the events (chained, in order) and move the locked head onto the last: the events first, since
     the head may only point at an event that exists (the database checks it)."""
-    await s.execute(insert(_EVENTS), list(rows))
+    # Nothing is read back: both are pipelined (on SQLite, the write lock is held for two trips fewer).
+    await s.execute(insert(_EVENTS).execution_options(**PIPELINE), list(rows))
     last = rows[-1]
-    await s.execute(update(_HEAD).where(_HEAD.c.id == HEAD_ID).values(seq=last["seq"], hash=last["hash"]))
+    move = update(_HEAD).where(_HEAD.c.id == HEAD_ID).values(seq=last["seq"], hash=last["hash"])
+    await s.execute(move.execution_options(**PIPELINE))
 
 
 async def by_id(s: AsyncSession, event_id: str) -> AuditEvent | None:

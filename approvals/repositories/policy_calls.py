@@ -14,7 +14,7 @@ from countersign.db import insert_ignore
 
 async def add(session: AsyncSession, call: dict[str, Any]) -> None:
     """Keep one judged call (a no-op when it is already kept: activities may be retried)."""
-    await insert_ignore(session, PolicyCall, ["id"], call)
+    await insert_ignore(session, PolicyCall, ["id"], call, pipelined=True)
 
 
 async def since(

@@ -65,10 +65,6 @@ class LedgerSink:
             if prune and any(e.replay is not None for e in events):
                 self._pruned_at = now
                 await policy_calls.prune(session, now - self.retention)
-            # The judged calls first: nothing else is locked until the ledger's head, which comes last.
-            for e in events:
-                if e.replay is not None:
-                    await policy_calls.add(session, e.replay)
             actor = f"agent:{ctx['agent']}"
             ledger = [
                 audit.NewEvent(
@@ -87,6 +83,11 @@ class LedgerSink:
                 # workflow writes none (a transaction and a local activity fewer per run).
                 deliveries = await write_status(session, _completed(ctx, end), self.console_url, ledger)
             await audit.append_many(session, ledger)
+            # The judged calls last: their inserts are pipelined behind the ledger's (on SQLite the
+            # transaction then waits for nothing between locking the head and committing).
+            for e in events:
+                if e.replay is not None:
+                    await policy_calls.add(session, e.replay)
         await _deliver(deliveries)
 
 
