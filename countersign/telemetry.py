@@ -88,7 +88,7 @@ SPAN_KEY = ["trace_id", "span_id"]
 async def store_span(session: AsyncSession, span: ReadableSpan) -> None:
     """Write a finished span into the embedded store in the caller's transaction (for a span that must exist
     when the change it describes does; the exporter's later copy of it is ignored)."""
-    await insert_ignore(session, SpanRecord, SPAN_KEY, [_row(span)])
+    await insert_ignore(session, SpanRecord, SPAN_KEY, [_row(span)], pipelined=True)
 
 
 class DatabaseSpanExporter(SpanExporter):
