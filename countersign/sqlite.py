@@ -228,12 +228,23 @@ class Connection(aiosqlite.Connection):
         self._pending_begin = None
         if not self._surely_idle():
             await self._execute(self._commit_on_thread)
+        elif (failed := self._take_pipelined_error()) is not None:
+            # SQLite ended the transaction itself when the statement failed (it does on some errors): there
+            # is nothing to commit, and the caller must not think its writes landed.
+            raise failed
 
     async def rollback(self) -> None:
         """Roll the open transaction back, if any (queued after every earlier trip)."""
         self._pending_begin = None
         if not self._surely_idle():
             await self._execute(self._rollback_on_thread)
+        else:
+            self._take_pipelined_error()
+
+    def _take_pipelined_error(self) -> BaseException | None:
+        # Only when no trip is queued: the connection's thread is then done with it.
+        failed, self._pipelined_error = self._pipelined_error, None
+        return failed
 
     def _commit_on_thread(self) -> None:
         if self._pipelined_error is not None:

@@ -4,6 +4,7 @@ the first, pipelined writes not waited for), else unchanged."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -162,3 +163,30 @@ async def test_a_write_that_reads_back_or_begins_is_never_pipelined(engine: Asyn
         assert first.lastrowid == 1
         back = await s.execute(insert(T).values(name="b").returning(T.c.id).execution_options(**PIPELINE))
         assert back.scalar_one() == 2
+
+
+async def test_a_failed_pipelined_write_fails_the_commit_even_when_sqlite_ended_the_transaction(
+    tmp_path: Path,
+) -> None:
+    # Some errors (a full disk, say) make SQLite roll the transaction back itself: the commit then finds no
+    # transaction open, and must still raise rather than report writes that did not land.
+    conn = await sqlite.connect(str(tmp_path / "f.db"), busy_timeout=1)
+    try:
+        await conn.on_thread(lambda raw: raw.execute("CREATE TABLE t (n INTEGER)"))
+        conn.begin_lazily(immediate=True)
+        await conn.on_thread_in_transaction(lambda raw: raw.execute("INSERT INTO t VALUES (1)"))
+
+        def fails_and_ends_the_transaction(raw: sqlite3.Connection) -> None:
+            raw.rollback()
+            raise sqlite3.OperationalError("database or disk is full")
+
+        conn.enqueue(fails_and_ends_the_transaction)
+        with pytest.raises(sqlite3.OperationalError, match="full"):
+            await conn.commit()
+        await conn.rollback()  # nothing open, nothing raised: the connection is clean again
+        conn.begin_lazily(immediate=True)
+        await conn.on_thread_in_transaction(lambda raw: raw.execute("INSERT INTO t VALUES (2)"))
+        await conn.commit()
+        assert await conn.on_thread(lambda raw: raw.execute("SELECT n FROM t").fetchall()) == [(2,)]
+    finally:
+        await conn.close()
