@@ -40,6 +40,8 @@ from bench.bare import BareInput, BareWorkflow
 
 console = Console()
 BARE_QUEUE = "bench-bare"
+# The run worker's line (the webhook worker's says "webhook worker polling").
+RUN_WORKER_POLLING = "countersign.worker worker polling"
 
 
 @dataclass
@@ -387,10 +389,10 @@ async def bench_restart(b: Bench, progress: Progress, log: Path) -> None:
     req = await b.paused(run_id)
     pid = worker_pid(b.dev)
     assert pid is not None, "no worker process under countersign dev"
-    polls = log.read_text(errors="replace").count("worker polling")
+    polls = log.read_text(errors="replace").count(RUN_WORKER_POLLING)
     os.kill(pid, signal.SIGKILL)
     spawned = time.perf_counter()
-    while log.read_text(errors="replace").count("worker polling") <= polls:
+    while log.read_text(errors="replace").count(RUN_WORKER_POLLING) <= polls:
         await asyncio.sleep(0.02)
     polling = time.perf_counter()
     while (status := await b.approve(req)) not in (200, 201):

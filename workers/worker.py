@@ -148,20 +148,6 @@ async def serve(settings: Settings, *, webhooks: bool = True) -> None:
     sessions = session_factory(engine)
     policy = PolicyStore(settings.policy_path, settings.known_roles(), signatures(), fact_signatures())
     worker = build_worker(client, settings, sessions, store, policy=policy)
-    current = policy.current
-    await audit.record(
-        sessions,
-        audit.NewEvent(
-            id=f"policy:{current.version}:loaded",
-            type="policy.loaded",
-            actor="system:worker",
-            data={"version": current.version, "path": str(settings.policy_path), "rules": len(current.rules)},
-        ),
-    )
-    if settings.audit_signing_key is not None and settings.audit_checkpoint_seconds > 0:
-        every = timedelta(seconds=settings.audit_checkpoint_seconds)
-        sid = await ensure_checkpoint_schedule(client, settings.task_queue, every)
-        log.info("audit checkpoints every %s (schedule %s)", every, sid)
     # Before polling: the collection stops the loop for ~0.1 s, which no task should wait through.
     freeze_startup_objects()
     stop = asyncio.Event()
@@ -169,14 +155,34 @@ async def serve(settings: Settings, *, webhooks: bool = True) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     async with AsyncExitStack() as running:
-        if webhooks:
-            http = await running.enter_async_context(http_client(settings))
-            await running.enter_async_context(build_webhook_worker(client, settings, sessions, http))
-            log.info("webhook worker polling task queue %s", webhook_task_queue(settings.task_queue))
+        # The run worker first: a crashed worker's paused runs wait for it. What is not needed to poll (the
+        # webhook worker, the policy's ledger event, the checkpoint schedule's RPCs) comes after.
         await running.enter_async_context(worker)
         log.info(
             "worker polling task queue %s at %s", settings.task_queue, settings.resolved_temporal_address()
         )
+        if webhooks:
+            http = await running.enter_async_context(http_client(settings))
+            await running.enter_async_context(build_webhook_worker(client, settings, sessions, http))
+            log.info("webhook worker polling task queue %s", webhook_task_queue(settings.task_queue))
+        current = policy.current
+        await audit.record(
+            sessions,
+            audit.NewEvent(
+                id=f"policy:{current.version}:loaded",
+                type="policy.loaded",
+                actor="system:worker",
+                data={
+                    "version": current.version,
+                    "path": str(settings.policy_path),
+                    "rules": len(current.rules),
+                },
+            ),
+        )
+        if settings.audit_signing_key is not None and settings.audit_checkpoint_seconds > 0:
+            every = timedelta(seconds=settings.audit_checkpoint_seconds)
+            sid = await ensure_checkpoint_schedule(client, settings.task_queue, every)
+            log.info("audit checkpoints every %s (schedule %s)", every, sid)
         await stop.wait()
     await telemetry.shutdown()
     await dispose(engine)
