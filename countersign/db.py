@@ -164,6 +164,7 @@ def make_engine(url: str, *, readers: int = 0) -> AsyncEngine:
         cur.execute("PRAGMA foreign_keys=ON")
         if readers:
             cur.execute("PRAGMA query_only=ON")
+            dbapi_conn.driver_connection.reads_only()
         cur.close()
 
     @event.listens_for(engine.sync_engine, "begin")

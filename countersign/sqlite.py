@@ -111,6 +111,7 @@ class Connection(aiosqlite.Connection):
         # Set on the connection's thread when a pipelined statement fails; cleared there by a rollback.
         self._pipelined_error: BaseException | None = None
         self._lock_poll = lock_poll
+        self._reads_only = False
         # Trips queued (counted on the event loop) and finished (counted on the connection's thread): each
         # counter has one writer. While they differ, a trip may still open a transaction, even one whose
         # caller was cancelled and stopped waiting.
@@ -144,6 +145,12 @@ class Connection(aiosqlite.Connection):
         """``fn(connection)``, run on the connection's thread."""
         return await self._execute(lambda: fn(self._conn))
 
+    def reads_only(self) -> None:
+        """Mark the connection as one that never writes (``PRAGMA query_only``): its transactions then end
+        without waiting (a reader's commit cannot fail, and the next statement queues behind it anyway), so
+        a read costs one trip per statement and none for its end."""
+        self._reads_only = True
+
     def begin_lazily(self, *, immediate: bool) -> None:
         """Begin a transaction with the next statement, in the same trip. ``immediate``: ``BEGIN IMMEDIATE``,
         which takes the write lock up front; the statement waits for it (see ``on_thread_in_transaction``)."""
@@ -172,8 +179,12 @@ class Connection(aiosqlite.Connection):
             except BaseException as e:  # noqa: BLE001 - re-raised by the transaction's next trip
                 self._pipelined_error = e
 
+        self._send(call)
+
+    def _send(self, fn: Callable[[], Any]) -> None:
+        # A trip nobody waits for: no future, so aiosqlite's thread only runs it.
         self._queued += 1
-        self._tx.put_nowait((None, partial(self._call, call, (), {})))
+        self._tx.put_nowait((None, partial(self._call, fn, (), {})))
 
     async def on_thread_in_transaction(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
         """``fn(connection)`` on the connection's thread, after the pending BEGIN if there is one.
@@ -226,7 +237,9 @@ class Connection(aiosqlite.Connection):
         """Commit the open transaction, if any (queued after every earlier trip); a pipelined statement's
         error is raised instead."""
         self._pending_begin = None
-        if not self._surely_idle():
+        if self._reads_only:
+            self._end_without_waiting()
+        elif not self._surely_idle():
             await self._execute(self._commit_on_thread)
         elif (failed := self._take_pipelined_error()) is not None:
             # SQLite ended the transaction itself when the statement failed (it does on some errors): there
@@ -236,10 +249,16 @@ class Connection(aiosqlite.Connection):
     async def rollback(self) -> None:
         """Roll the open transaction back, if any (queued after every earlier trip)."""
         self._pending_begin = None
-        if not self._surely_idle():
+        if self._reads_only:
+            self._end_without_waiting()
+        elif not self._surely_idle():
             await self._execute(self._rollback_on_thread)
         else:
             self._take_pipelined_error()
+
+    def _end_without_waiting(self) -> None:
+        if not self._surely_idle():
+            self._send(self._rollback_on_thread)
 
     def _take_pipelined_error(self) -> BaseException | None:
         # Only when no trip is queued: the connection's thread is then done with it.

@@ -41,7 +41,7 @@ def trips(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return seen
 
 
-async def test_a_statement_is_one_trip_and_a_read_transaction_two(
+async def test_a_statement_is_one_trip_and_a_read_transaction_one(
     engine: AsyncEngine, trips: list[str]
 ) -> None:
     async with read_only(session_factory(engine))() as s:
@@ -49,11 +49,30 @@ async def test_a_statement_is_one_trip_and_a_read_transaction_two(
         trips.clear()
         assert (await s.scalar(text("SELECT count(*) FROM t"))) == 0
         assert len(trips) == 1
-    # Begin with the statement, then commit; returning the connection to the pool then costs no trip.
+    # The BEGIN goes with the statement, and a reader's transaction ends without anyone waiting for it.
     trips.clear()
     async with read_only(session_factory(engine))() as s, s.begin():
         await s.execute(text("SELECT 1"))
-    assert len(trips) == 2, trips
+    assert len(trips) == 1, trips
+
+
+async def test_a_reader_transaction_that_ended_unwaited_sees_later_writes(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'r.db'}"
+    writer, reader = make_engine(url), make_engine(url, readers=1)  # one reader connection: reused below
+    try:
+        async with writer.begin() as conn:
+            await conn.execute(text("CREATE TABLE t (id INTEGER PRIMARY KEY)"))
+        reads = session_factory(reader)
+        async with reads() as s:
+            assert (await s.scalar(text("SELECT count(*) FROM t"))) == 0
+        async with writer.begin() as conn:
+            await conn.execute(text("INSERT INTO t VALUES (1)"))
+        # Had the first read's transaction stayed open, its snapshot would still show no row.
+        async with reads() as s:
+            assert (await s.scalar(text("SELECT count(*) FROM t"))) == 1
+    finally:
+        await writer.dispose()
+        await reader.dispose()
 
 
 async def test_rows_counts_and_ids_come_back_as_from_the_driver(engine: AsyncEngine) -> None:
