@@ -165,7 +165,9 @@ class Connection(aiosqlite.Connection):
         (``pipeline_next``), a transaction is already open (a BEGIN may have to wait for the lock) and
         nothing is read back from it."""
         allowed, self._pipeline_next = self._pipeline_next, False
-        return allowed and self._pending_begin is None and "RETURNING" not in sql.upper()
+        # Never on a reader: a write there must fail where it stands, not be dropped with the reader's end.
+        waits = self._reads_only or self._pending_begin is not None or "RETURNING" in sql.upper()
+        return allowed and not waits
 
     def enqueue(self, fn: Callable[[sqlite3.Connection], Any]) -> None:
         """Queue ``fn(connection)`` on the connection's thread without waiting for it. Its error, if any, is
@@ -224,10 +226,6 @@ class Connection(aiosqlite.Connection):
         elif begin is not None:
             raw.execute(begin)
         return fn(raw)
-
-    async def begin(self) -> None:
-        """``BEGIN`` (deferred: in WAL mode, a reader takes no lock)."""
-        await self.on_thread(lambda raw: raw.execute("BEGIN"))
 
     async def cursor(self) -> Cursor:  # type: ignore[override]
         """A cursor (no trip: it is opened on the thread with each statement)."""

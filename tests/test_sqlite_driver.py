@@ -70,6 +70,9 @@ async def test_a_reader_transaction_that_ended_unwaited_sees_later_writes(tmp_pa
         # Had the first read's transaction stayed open, its snapshot would still show no row.
         async with reads() as s:
             assert (await s.scalar(text("SELECT count(*) FROM t"))) == 1
+            # A write on a reader is never pipelined: it fails where it stands, not silently at the end.
+            with pytest.raises(OperationalError, match="readonly"):
+                await s.execute(text("INSERT INTO t VALUES (2)").execution_options(**PIPELINE))
     finally:
         await writer.dispose()
         await reader.dispose()
@@ -109,12 +112,14 @@ async def test_a_rollback_behind_a_begin_still_queued_is_not_skipped(tmp_path: P
     # returns the connection to the pool must run after it, not be skipped as "no transaction open".
     conn = await sqlite.connect(str(tmp_path / "q.db"), busy_timeout=1)
     try:
-        begun = asyncio.ensure_future(conn.begin())
+        begun = asyncio.ensure_future(conn.on_thread(lambda raw: raw.execute("BEGIN")))
         await asyncio.sleep(0)  # the BEGIN is queued; its caller is not resumed before the rollback
         await conn.rollback()
         await begun
         assert not await conn.on_thread(lambda raw: raw.in_transaction)
-        await conn.begin()  # would fail "cannot start a transaction within a transaction"
+        await conn.on_thread(
+            lambda raw: raw.execute("BEGIN")
+        )  # would fail "cannot start ... within a transaction"
         await conn.rollback()
     finally:
         await conn.close()
