@@ -186,6 +186,14 @@ def make_engine(url: str, *, readers: int = 0) -> AsyncEngine:
 
 READ_ONLY = "countersign_read_only"
 
+
+def locks_on_begin(session: AsyncSession) -> bool:
+    """Whether the session's database takes its one write lock when a write transaction begins (SQLite): the
+    order of the transaction's writes then does not change how long others wait for it. Elsewhere a row is
+    locked where it is first written, and what comes after holds it longer."""
+    return session.get_bind().dialect.name == "sqlite"
+
+
 # An execution option for writes whose result nobody reads (no row count, no RETURNING): on SQLite they are
 # sent without waiting for them (see ``countersign.sqlite``), so a transaction holds the write lock for fewer
 # trips; elsewhere it changes nothing. ``stmt.execution_options(**PIPELINE)``.

@@ -12,9 +12,10 @@ from approvals.models import PolicyCall
 from countersign.db import insert_ignore
 
 
-async def add(session: AsyncSession, call: dict[str, Any]) -> None:
-    """Keep one judged call (a no-op when it is already kept: activities may be retried)."""
-    await insert_ignore(session, PolicyCall, ["id"], call, pipelined=True)
+async def add(session: AsyncSession, calls: dict[str, Any] | list[dict[str, Any]]) -> None:
+    """Keep judged calls, one or a list in one statement (a no-op for those already kept: activities may be
+    retried)."""
+    await insert_ignore(session, PolicyCall, ["id"], calls, pipelined=True)
 
 
 async def since(

@@ -22,7 +22,7 @@ from approvals.models import ApprovalDecision, ApprovalRequest
 from approvals.repositories import approvals, policy_calls
 from approvals.repositories import webhooks as webhook_rows
 from countersign import telemetry
-from countersign.db import read_only, utcnow
+from countersign.db import locks_on_begin, read_only, utcnow
 from countersign.models import Run
 from countersign.repositories import runs
 from workers.activities.webhooks import record_deliveries, start_deliveries
@@ -65,6 +65,13 @@ class LedgerSink:
             if prune and any(e.replay is not None for e in events):
                 self._pruned_at = now
                 await policy_calls.prune(session, now - self.retention)
+            judged = [e.replay for e in events if e.replay is not None]
+            # Where the ledger's head is a row lock (PostgreSQL) the judged calls go first, so nothing else is
+            # written while it is held; where the first statement locks the database (SQLite) they go last,
+            # pipelined behind the ledger's writes (one trip fewer while the lock is held).
+            calls_first = bool(judged) and not locks_on_begin(session)
+            if calls_first:
+                await policy_calls.add(session, judged)
             actor = f"agent:{ctx['agent']}"
             ledger = [
                 audit.NewEvent(
@@ -83,11 +90,8 @@ class LedgerSink:
                 # workflow writes none (a transaction and a local activity fewer per run).
                 deliveries = await write_status(session, _completed(ctx, end), self.console_url, ledger)
             await audit.append_many(session, ledger)
-            # The judged calls last: their inserts are pipelined behind the ledger's (on SQLite the
-            # transaction then waits for nothing between locking the head and committing).
-            for e in events:
-                if e.replay is not None:
-                    await policy_calls.add(session, e.replay)
+            if judged and not calls_first:
+                await policy_calls.add(session, judged)
         await _deliver(deliveries)
 
 
