@@ -100,7 +100,7 @@ class Connection(aiosqlite.Connection):
     OperationalError = sqlite3.OperationalError
 
     def __init__(
-        self, connector: Callable[[], sqlite3.Connection], busy_timeout: float, lock_poll: float = 0.002
+        self, connector: Callable[[], sqlite3.Connection], busy_timeout: float, lock_poll: float
     ) -> None:
         super().__init__(connector, iter_chunk_size=64)
         self._thread.daemon = True  # as SQLAlchemy's adapter does: a stuck statement never blocks exit
@@ -162,8 +162,8 @@ class Connection(aiosqlite.Connection):
 
     def pipelines(self, sql: str) -> bool:
         """Whether ``sql``, the statement about to run, is sent without waiting for it: when it was allowed
-        (``pipeline_next``), a transaction is already open (a BEGIN may have to wait for the lock) and
-        nothing is read back from it."""
+        (``pipeline_next``), the connection may write, a transaction is already open (a BEGIN may have to
+        wait for the lock) and nothing is read back from it."""
         allowed, self._pipeline_next = self._pipeline_next, False
         # Never on a reader: a write there must fail where it stands, not be dropped with the reader's end.
         waits = self._reads_only or self._pending_begin is not None or "RETURNING" in sql.upper()
