@@ -318,24 +318,14 @@ async def bench_throughput(b: Bench, progress: Progress, n: int) -> None:
     )
     # Not targets: where the machine's CPU went, per run. Both sides share the server's cores, so a side whose
     # own processes need more CPU per run leaves the server less (this is what bounds the starts ratio).
-    add(
-        b,
-        f"  CPU per run at {n}: workers + API vs the bare worker",
-        1000 * (c2["countersign"] - c1["countersign"]) / n,
-        1000 * (c1["bare"] - c0["bare"]) / n,
-        "ms",
-        "",
-        None,
+    parts = (
+        ("workers + API vs the bare worker", "countersign", "bare"),
+        ("the Temporal server", "server", "server"),
     )
-    add(
-        b,
-        f"  CPU per run at {n}: the Temporal server",
-        1000 * (c2["server"] - c1["server"]) / n,
-        1000 * (c1["server"] - c0["server"]) / n,
-        "ms",
-        "",
-        None,
-    )
+    for label, ours_part, bare_part in parts:
+        ours_ms = 1000 * (c2[ours_part] - c1[ours_part]) / n
+        bare_ms = 1000 * (c1[bare_part] - c0[bare_part]) / n
+        add(b, f"  CPU per run at {n}: {label}", ours_ms, bare_ms, "ms", "", None)
 
 
 async def waiting(h: Any) -> None:
