@@ -205,6 +205,20 @@ def stack_cpu(b: Bench) -> dict[str, float]:
     return used
 
 
+async def idle(b: Bench, timeout: float = 120, window: float = 0.5, busy: float = 0.1) -> None:
+    """Until Countersign's processes and the server together use less than ``busy`` of one core over a
+    ``window`` (or ``timeout`` passed)."""
+    deadline = time.monotonic() + timeout
+    before = stack_cpu(b)
+    while time.monotonic() < deadline:
+        await asyncio.sleep(window)
+        after = stack_cpu(b)
+        used = sum(after[k] - before[k] for k in ("countersign", "server"))
+        if used < busy * window:
+            return
+        before = after
+
+
 async def interleaved(
     n: int,
     a: Callable[[], Awaitable[float]],
@@ -490,6 +504,9 @@ async def bench_paused(b: Bench, progress: Progress, n: int) -> None:
         progress.advance(task)
 
     await asyncio.gather(*(one() for _ in range(n)))
+    # Measured once the runs are paused, not while the last ones still finish their workflow tasks and writes:
+    # the inbox's tail would then time the build's last seconds.
+    await idle(b)
     pid = worker_pid(b.dev)
     rss = rss_mib(pid) if pid else 0.0
 
