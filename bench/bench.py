@@ -209,10 +209,10 @@ async def idle(b: Bench, timeout: float = 120, window: float = 0.5, busy: float 
     """Until Countersign's processes and the server together use less than ``busy`` of one core over a
     ``window`` (or ``timeout`` passed)."""
     deadline = time.monotonic() + timeout
-    before = stack_cpu(b)
+    before = await asyncio.to_thread(stack_cpu, b)
     while time.monotonic() < deadline:
         await asyncio.sleep(window)
-        after = stack_cpu(b)
+        after = await asyncio.to_thread(stack_cpu, b)
         used = sum(after[k] - before[k] for k in ("countersign", "server"))
         if used < busy * window:
             return
@@ -310,16 +310,16 @@ async def bench_throughput(b: Bench, progress: Progress, n: int) -> None:
             h = await b.bare_start(BareInput(steps=steps))
         await h.result()
 
-    c0 = stack_cpu(b)
+    c0 = await asyncio.to_thread(stack_cpu, b)
     t = time.perf_counter()
     await asyncio.gather(*(bare_one() for _ in range(n)))
     bare_rate = n / (time.perf_counter() - t)
-    c1 = stack_cpu(b)
+    c1 = await asyncio.to_thread(stack_cpu, b)
     progress.advance(task)
     t = time.perf_counter()
     await asyncio.gather(*(ours_one() for _ in range(n)))
     ours_rate = n / (time.perf_counter() - t)
-    c2 = stack_cpu(b)
+    c2 = await asyncio.to_thread(stack_cpu, b)
     progress.advance(task)
     add(
         b,
