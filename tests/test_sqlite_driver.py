@@ -117,9 +117,8 @@ async def test_a_rollback_behind_a_begin_still_queued_is_not_skipped(tmp_path: P
         await conn.rollback()
         await begun
         assert not await conn.on_thread(lambda raw: raw.in_transaction)
-        await conn.on_thread(
-            lambda raw: raw.execute("BEGIN")
-        )  # would fail "cannot start ... within a transaction"
+        # Would fail "cannot start a transaction within a transaction" had the rollback been skipped.
+        await conn.on_thread(lambda raw: raw.execute("BEGIN"))
         await conn.rollback()
     finally:
         await conn.close()
